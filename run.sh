@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# One entry point: sets up a local virtual environment on first use, then runs a verb.
+#   bash run.sh demo [HEAD]            bash run.sh test
+#   bash run.sh train AttentionLSTM [-o TRAIN.epoch=3 ...]
+# `bash run.sh help` lists the verbs; `bash run.sh VERB --help` explains one.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VENV="${VIDEOTAG_VENV:-$HERE/.venv}"
+PYTHON="${PYTHON:-python3}"
+PADDLE_VERSION="${PADDLE_VERSION:-3.3.1}"   # CPU wheel on PyPI; GPU wheels of 3.x come from Paddle's own index
+PADDLE_GPU_VERSION="${PADDLE_GPU_VERSION:-2.6.2}"   # the newest paddlepaddle-gpu on PyPI
+
+usage() {
+  cat <<'USAGE'
+usage: bash run.sh VERB [ARGS...]
+  setup                      create .venv and install the pinned requirements (done by every verb on first use)
+  demo [HEAD] [--weights W]  make a small video library, extract, train HEAD (default AttentionLSTM), evaluate, tag
+  extract ARGS               stage one: videos -> frame features (python -m extractor --help)
+  train MODEL [ARGS]         train AttentionLSTM, AttentionCluster, NeXtVLAD (or TSN) on every visible GPU
+  eval MODEL --weights W     metrics on the config's TEST list -> <save_dir>/metrics.json
+  predict MODEL --weights W  tags of a feature list -> <save_dir>/predictions.jsonl
+  test [PYTEST ARGS]         the test suite
+Each verb passes its remaining arguments on; `bash run.sh VERB --help` shows them.
+USAGE
+}
+
+gpu_count() {
+  if [[ -n "${CUDA_VISIBLE_DEVICES+x}" ]]; then
+    local ids="${CUDA_VISIBLE_DEVICES//[[:space:]]/}"
+    [[ -z "$ids" || "$ids" == "-1" ]] && { echo 0; return; }
+    echo "$ids" | tr ',' '\n' | grep -c .
+  elif command -v nvidia-smi >/dev/null 2>&1; then
+    nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true
+  else
+    echo 0
+  fi
+}
+
+setup() {
+  local stamp="$VENV/.installed"
+  local want
+  want="$(cat "$HERE/requirements.txt"; echo "gpus=$( [[ $(gpu_count) -gt 0 ]] && echo yes || echo no ) $PADDLE_VERSION $PADDLE_GPU_VERSION")"
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then return; fi
+  echo "setting up $VENV (first run only) ..." >&2
+  [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip >&2
+  if [[ $(gpu_count) -gt 0 ]]; then
+    "$VENV/bin/python" -m pip install -q "paddlepaddle-gpu==$PADDLE_GPU_VERSION" >&2
+  else
+    "$VENV/bin/python" -m pip install -q "paddlepaddle==$PADDLE_VERSION" >&2
+  fi
+  "$VENV/bin/python" -m pip install -q -r "$HERE/requirements.txt" >&2
+  echo "$want" > "$stamp"
+}
+
+# Run a python entry point on every visible GPU (paddle.distributed.launch) or in one process.
+launch() {
+  local n; n=$(gpu_count)
+  if [[ $n -gt 1 ]]; then
+    exec "$VENV/bin/python" -m paddle.distributed.launch --nproc_per_node="$n" "$@"
+  fi
+  exec "$VENV/bin/python" "$@"
+}
+
+config_for() {
+  case "$1" in
+    AttentionLSTM) echo configs/attention_lstm.yaml ;;
+    AttentionCluster) echo configs/attention_cluster.yaml ;;
+    NeXtVLAD) echo configs/nextvlad.yaml ;;
+    TSN) echo configs/tsn.yaml ;;
+    *) echo "unknown model '$1': choose AttentionLSTM, AttentionCluster, NeXtVLAD or TSN" >&2; exit 2 ;;
+  esac
+}
+
+# `run.sh train MODEL args` -> train.py --model_name MODEL --config configs/<model>.yaml args
+model_verb() {
+  local script="$1"; shift
+  if [[ $# -eq 0 || "$1" == -* ]]; then
+    [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]] && { "$VENV/bin/python" "$script" --help; exit 0; }
+    echo "usage: bash run.sh ${script%.py} MODEL [ARGS]  (MODEL: AttentionLSTM, AttentionCluster, NeXtVLAD, TSN)" >&2
+    exit 2
+  fi
+  local model="$1"; shift
+  local config; config=$(config_for "$model")
+  launch "$script" --model_name "$model" --config "$config" "$@"
+}
+
+cd "$HERE"
+verb="${1:-help}"; shift || true
+case "$verb" in
+  help|-h|--help) usage ;;
+  setup) setup ;;
+  train) setup; model_verb train.py "$@" ;;
+  eval) setup; model_verb eval.py "$@" ;;
+  predict) setup; model_verb predict.py "$@" ;;
+  test) setup; exec "$VENV/bin/python" -m pytest -q tests "$@" ;;
+  *) echo "unknown verb '$verb'" >&2; usage >&2; exit 2 ;;
+esac

@@ -1,0 +1,219 @@
+"""Frame-feature data for the heads: VideoTag feature lists, padded batches, this process's share.
+
+A feature list has one video per line: `path l1 l2 ...` (labels optional for INFER), split on
+whitespace, or on tabs when the line has one (for paths with spaces). Relative paths resolve
+against the list file's folder. The path names one of:
+  x.npy            [T, D] for the single feature of the config (`feature_names: [rgb]`);
+  x.npz            one [T, D_i] array per feature name (e.g. `rgb` and `audio`);
+  store.h5#key     dataset `key` of an HDF5 store (as the extractor writes it), or a group `key`
+                   holding one dataset per feature name.
+"""
+import collections
+import concurrent.futures
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from videotag.errors import InputError
+
+HDF5_SUFFIXES = (".h5", ".hdf5")
+
+
+@dataclass
+class Video:
+    name: str  # the path as listed
+    path: str  # resolved file path
+    key: str  # dataset key inside an HDF5 store, else ""
+    labels: list = field(default_factory=list)
+    list_path: str = ""
+    line: int = 0
+
+
+@dataclass
+class Batch:
+    indices: np.ndarray  # positions of the videos in the list: eval gathers and reorders by them
+    names: list
+    features: list  # one float32 [B, T, D_i] array per feature name
+    mask: np.ndarray  # float32 [B, T]: 1 for real frames, 0 for padding
+    labels: np.ndarray  # float32 [B, num_classes] multi-hot
+
+
+def read_feature_list(list_path, num_classes, need_labels=True):
+    """Parse a feature list, checking every line; errors name the list file and line."""
+    if not list_path or not os.path.isfile(list_path):
+        raise InputError("feature list not found", list_path)
+    folder = os.path.dirname(os.path.abspath(list_path))
+    videos = []
+    with open(list_path) as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            fields = line.rstrip("\n").split("\t") if "\t" in line else line.split()
+            fields = [x.strip() for x in fields if x.strip()]
+            name, label_fields = fields[0], fields[1:]
+            labels = []
+            for text in label_fields:
+                if not text.isdigit():
+                    raise InputError(f"malformed line: label '{text}' is not a non-negative integer "
+                                     f"(expected 'path label label ...')", list_path, line_no)
+                labels.append(int(text))
+            bad = [x for x in labels if x >= num_classes]
+            if bad:
+                raise InputError(f"label {bad[0]} is out of range: MODEL.num_classes is {num_classes}",
+                                 list_path, line_no)
+            if need_labels and not labels:
+                raise InputError(f"'{name}' has no labels; training and evaluation need them", list_path, line_no)
+            file_part, _, key = name.partition("#")
+            path = file_part if os.path.isabs(file_part) else os.path.join(folder, file_part)
+            if not os.path.isfile(path):
+                raise InputError(f"feature file not found: {path}", list_path, line_no)
+            videos.append(Video(name, path, key, sorted(set(labels)), list_path, line_no))
+    if not videos:
+        raise InputError("the list is empty: no videos to read", list_path)
+    return videos
+
+
+def load_features(video, feature_names, feature_dims):
+    """The video's [T, D_i] float32 arrays in feature_names order, checked against the config."""
+
+    def fail(message):
+        return InputError(f"{video.path}: {message}", video.list_path, video.line)
+
+    try:
+        if video.path.endswith(HDF5_SUFFIXES):
+            arrays = _load_hdf5(video, feature_names)
+        elif video.path.endswith(".npz"):
+            with np.load(video.path) as store:
+                missing = [n for n in feature_names if n not in store]
+                if missing:
+                    raise fail(f"has no array named {missing[0]} (it has {', '.join(store.files)})")
+                arrays = [store[n] for n in feature_names]
+        else:
+            if len(feature_names) > 1:
+                raise fail(f"a .npy holds one feature but the config asks for {', '.join(feature_names)}; "
+                           "use an .npz with one array per feature")
+            arrays = [np.load(video.path, allow_pickle=False)]
+    except InputError:
+        raise
+    except Exception as err:  # unreadable or corrupt file
+        raise fail(f"cannot read features ({type(err).__name__}: {err})") from None
+    for name, dim, array in zip(feature_names, feature_dims, arrays):
+        if array.ndim != 2 or array.shape[1] != dim:
+            raise fail(f"feature '{name}' has shape {list(array.shape)}, expected [frames, {dim}] "
+                       "(MODEL.feature_dims)")
+        if array.shape[0] == 0:
+            raise fail(f"feature '{name}' has no frames")
+        if not np.isfinite(array).all():
+            raise fail(f"feature '{name}' contains NaN or infinite values")
+    if len({a.shape[0] for a in arrays}) > 1:
+        raise fail("features have different frame counts: " + ", ".join(str(len(a)) for a in arrays))
+    return [np.asarray(a, dtype=np.float32) for a in arrays]
+
+
+def _load_hdf5(video, feature_names):
+    import h5py
+
+    with h5py.File(video.path, "r") as store:
+        if video.key not in store:
+            raise InputError(f"{video.path}: no dataset '{video.key}' in the store", video.list_path, video.line)
+        node = store[video.key]
+        if isinstance(node, h5py.Dataset):
+            if len(feature_names) > 1:
+                raise InputError(f"{video.path}#{video.key} holds one feature but the config asks for "
+                                 f"{', '.join(feature_names)}", video.list_path, video.line)
+            return [node[()]]
+        return [node[name][()] for name in feature_names]
+
+
+def evenly_spaced(num_frames, seg_num):
+    """Indices of seg_num frames spread evenly over num_frames (segment middles), or all if fewer."""
+    if num_frames <= seg_num:
+        return np.arange(num_frames)
+    return ((np.arange(seg_num) + 0.5) * num_frames / seg_num).astype(np.int64)
+
+
+def pad_batch(samples, num_classes):
+    """Stack (features, labels) samples into padded arrays plus a mask."""
+    longest = max(s[0][0].shape[0] for s in samples)
+    features = []
+    for i in range(len(samples[0][0])):
+        dim = samples[0][0][i].shape[1]
+        stacked = np.zeros((len(samples), longest, dim), np.float32)
+        for row, (arrays, _) in enumerate(samples):
+            stacked[row, :len(arrays[i])] = arrays[i]
+        features.append(stacked)
+    mask = np.zeros((len(samples), longest), np.float32)
+    labels = np.zeros((len(samples), num_classes), np.float32)
+    for row, (arrays, video_labels) in enumerate(samples):
+        mask[row, :len(arrays[0])] = 1
+        labels[row, video_labels] = 1
+    return features, mask, labels
+
+
+class FeatureListSource:
+    """Batches of one feature list, split among processes.
+
+    Every process sees the same sequence of global batches (same seed, same epoch permutation)
+    and takes its own contiguous slice of each, so N processes with global batch B see exactly
+    the videos one process with batch B sees.
+    """
+
+    def __init__(self, list_path, model_cfg, batch_size, need_labels=True, num_workers=4):
+        self.videos = read_feature_list(list_path, model_cfg["num_classes"], need_labels)
+        self.list_path = list_path
+        self.feature_names = list(model_cfg["feature_names"])
+        self.feature_dims = list(model_cfg["feature_dims"])
+        self.num_classes = model_cfg["num_classes"]
+        self.seg_num = model_cfg.get("seg_num")  # Attention Cluster looks at seg_num frames
+        self.batch_size = batch_size
+        self.num_workers = max(1, num_workers)
+
+    def __len__(self):
+        return len(self.videos)
+
+    def load(self, index):
+        video = self.videos[index]
+        arrays = load_features(video, self.feature_names, self.feature_dims)
+        if self.seg_num:
+            keep = evenly_spaced(len(arrays[0]), self.seg_num)
+            arrays = [a[keep] for a in arrays]
+        return arrays, video.labels
+
+    def num_batches(self, drop_last):
+        n = len(self.videos)
+        return n // self.batch_size if drop_last else -(-n // self.batch_size)
+
+    def batches(self, rank=0, world=1, shuffle=False, drop_last=False, epoch=0, seed=0):
+        """Yield this process's Batch of each global batch; files are read ahead in threads."""
+        if self.batch_size % world:
+            raise InputError(f"batch_size {self.batch_size} must be divisible by the {world} processes")
+        if drop_last and len(self.videos) < self.batch_size:
+            raise InputError(f"batch_size {self.batch_size} is larger than the {len(self.videos)} videos listed",
+                             self.list_path)
+        order = np.arange(len(self.videos))
+        if shuffle:
+            order = np.random.default_rng([seed, epoch]).permutation(order)
+        per_rank = self.batch_size // world
+        shares = []
+        for b in range(self.num_batches(drop_last)):
+            global_batch = order[b * self.batch_size:(b + 1) * self.batch_size]
+            if not drop_last:  # the last batch may be short: split it evenly
+                per_rank = -(-len(global_batch) // world)
+            share = global_batch[rank * per_rank:(rank + 1) * per_rank]
+            if len(share):
+                shares.append(share)
+        with concurrent.futures.ThreadPoolExecutor(self.num_workers) as pool:
+            pending = collections.deque()
+            ahead = iter(shares)
+            for share in ahead:
+                pending.append((share, [pool.submit(self.load, i) for i in share]))
+                if len(pending) > 2:
+                    yield self._collect(*pending.popleft())
+            while pending:
+                yield self._collect(*pending.popleft())
+
+    def _collect(self, share, futures):
+        samples = [f.result() for f in futures]
+        features, mask, labels = pad_batch(samples, self.num_classes)
+        return Batch(share, [self.videos[i].name for i in share], features, mask, labels)

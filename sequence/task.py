@@ -1,0 +1,56 @@
+"""What the trainer needs to know about the multi-label heads: data, loss, metrics."""
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+
+from videotag.errors import InputError
+
+from . import metrics as metric_fns
+from .data import FeatureListSource
+
+HEADS = ("AttentionLSTM", "AttentionCluster", "NeXtVLAD")
+
+
+def sigmoid(logits):
+    return np.exp(-np.logaddexp(0, -logits))  # no overflow for large negative logits
+
+
+class SequenceTask:
+    best_metric = "gap"
+
+    def __init__(self, model_name, cfg):
+        if cfg.MODEL.get("name", model_name) != model_name:
+            raise InputError(f"the config is for {cfg.MODEL['name']}, not {model_name}", cfg.path)
+        self.model_name, self.cfg = model_name, cfg
+        dims, names = cfg.MODEL.feature_dims, cfg.MODEL.feature_names
+        if len(dims) != len(names):
+            raise InputError(f"MODEL.feature_names {names} and MODEL.feature_dims {dims} differ in length", cfg.path)
+
+    def build_model(self):
+        from .models import build_model
+
+        return build_model(self.cfg.MODEL)
+
+    def source(self, split, filelist=None):
+        section = self.cfg[split.upper()]
+        filelist = filelist or section.get("filelist")
+        if not filelist:
+            return None
+        return FeatureListSource(filelist, self.cfg.MODEL, section["batch_size"], need_labels=split != "infer",
+                                 num_workers=self.cfg.TRAIN.get("num_workers", 4))
+
+    def forward(self, model, batch):
+        return model([paddle.to_tensor(f) for f in batch.features], paddle.to_tensor(batch.mask))
+
+    def loss(self, logits, batch):
+        labels = paddle.to_tensor(batch.labels)
+        return F.binary_cross_entropy_with_logits(logits, labels, reduction="none").sum(axis=1).mean()
+
+    def targets(self, batch):
+        return batch.labels
+
+    def metrics(self, logits, labels):
+        probabilities = sigmoid(logits)
+        # Sigmoid cross-entropy summed over classes, mean over videos, in a stable form.
+        loss = np.maximum(logits, 0) - logits * labels + np.log1p(np.exp(-np.abs(logits)))
+        return {**metric_fns.all_metrics(probabilities, labels), "loss": float(loss.sum(axis=1).mean())}

@@ -1,0 +1,196 @@
+"""train.py / eval.py / predict.py end to end on synthetic features: learning, checkpoints, resume,
+fine-tuning, several processes, and bad input."""
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import paddle
+import pytest
+
+import eval as eval_cli
+import predict as predict_cli
+import train as train_cli
+from features import write_feature_dataset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = {
+    "AttentionLSTM": ["MODEL.embedding_size=16", "MODEL.lstm_size=16", "MODEL.hidden_sizes=[32, 16]"],
+    "AttentionCluster": ["MODEL.cluster_nums=4", "MODEL.seg_num=8", "MODEL.hidden_sizes=[32, 16]"],
+    "NeXtVLAD": ["MODEL.cluster_size=8", "MODEL.groups=2", "MODEL.hidden_size=32", "MODEL.gating_reduction=4"],
+}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("features")
+    return {"train": write_feature_dataset(folder, 96, prefix="train"),
+            "val": write_feature_dataset(folder, 48, seed=1, prefix="val"), "folder": folder}
+
+
+def cli_args(model, dataset, save_dir, *extra, epochs=3, drop_rate=0.0, optimizer="Adam", lr=0.01):
+    overrides = TINY[model] + [
+        "MODEL.num_classes=6", "MODEL.feature_dims=[16]", f"MODEL.drop_rate={drop_rate}",
+        f"TRAIN.filelist={dataset['train']}", f"VALID.filelist={dataset['val']}", f"TEST.filelist={dataset['val']}",
+        f"INFER.filelist={dataset['val']}", "TRAIN.batch_size=16", f"TRAIN.epoch={epochs}",
+        f"TRAIN.optimizer={optimizer}", f"TRAIN.learning_rate={lr}", "VALID.batch_size=20", "TEST.batch_size=20",
+        "TRAIN.num_workers=2"] + list(extra)
+    args = ["--model_name", model, "--save_dir", str(save_dir)]
+    for item in overrides:
+        args += ["-o", item]
+    return args
+
+
+def params(path):
+    return {k: v.numpy() for k, v in paddle.load(str(path)).items()}
+
+
+@pytest.mark.smoke
+def test_train_eval_predict_attention_lstm(dataset, tmp_path):
+    args = cli_args("AttentionLSTM", dataset, tmp_path, epochs=10)
+    train_cli.main(args)
+    for n in range(1, 5):
+        assert os.path.isfile(tmp_path / f"AttentionLSTM_epoch{n}.pdparams")
+        assert os.path.isfile(tmp_path / f"AttentionLSTM_epoch{n}.pdopt")
+    best = tmp_path / "AttentionLSTM_best.pdparams"
+    metrics = eval_cli.main(args + ["--weights", str(best)])
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(saved) == {"gap", "hit_at_one", "perr", "map", "loss"}
+    assert saved == pytest.approx(metrics)
+    # Chance: about 1.5 of 6 classes are true, so random scores give a GAP near 0.3.
+    assert metrics["gap"] > 0.8 and metrics["hit_at_one"] > 0.8
+
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(f"tag{i}" for i in range(6)) + "\n")
+    predict_cli.main(args + ["--weights", str(best), "--label_file", str(labels), "--topk", "3"])
+    lines = [json.loads(x) for x in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    listed = [x.split()[0] for x in open(dataset["val"]).read().splitlines()]
+    assert [x["video"] for x in lines] == listed
+    for line in lines:
+        probabilities = [t["probability"] for t in line["tags"]]
+        assert len(line["tags"]) == 3 and probabilities == sorted(probabilities, reverse=True)
+        assert all(t["class_name"] == f"tag{t['class_id']}" for t in line["tags"])
+
+
+@pytest.mark.parametrize("model", ["AttentionCluster", "NeXtVLAD"])
+def test_other_heads_learn_through_the_cli(model, dataset, tmp_path):
+    args = cli_args(model, dataset, tmp_path, epochs=10)
+    train_cli.main(args)
+    metrics = eval_cli.main(args + ["--weights", str(tmp_path / f"{model}_best.pdparams")])
+    assert metrics["gap"] > 0.7
+
+
+def test_resume_equals_uninterrupted(dataset, tmp_path):
+    # Dropout on and a learning-rate step after epoch 1: resume must restore both.
+    extra = ["TRAIN.lr_schedule=piecewise", "TRAIN.decay_epochs=[1]"]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    train_cli.main(cli_args("AttentionLSTM", dataset, whole, *extra, epochs=2, drop_rate=0.5, optimizer="RMSProp"))
+    train_cli.main(cli_args("AttentionLSTM", dataset, parts, *extra, epochs=1, drop_rate=0.5, optimizer="RMSProp"))
+    train_cli.main(cli_args("AttentionLSTM", dataset, parts, *extra, epochs=2, drop_rate=0.5, optimizer="RMSProp")
+                   + ["--resume"])
+    a, b = params(whole / "AttentionLSTM_epoch2.pdparams"), params(parts / "AttentionLSTM_epoch2.pdparams")
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    first = params(whole / "AttentionLSTM_epoch1.pdparams")
+    assert any(not np.allclose(first[k], a[k]) for k in a)
+
+
+def test_finetune_to_another_label_set(dataset, tmp_path, caplog):
+    source = tmp_path / "six"
+    train_cli.main(cli_args("AttentionLSTM", dataset, source, epochs=1))
+    folder = tmp_path / "four"
+    four = {"train": write_feature_dataset(folder, 32, num_classes=4, prefix="train"),
+            "val": write_feature_dataset(folder, 16, num_classes=4, seed=1, prefix="val")}
+    args = cli_args("AttentionLSTM", four, tmp_path / "tuned", "MODEL.num_classes=4", epochs=1, lr=0.0)
+    caplog.set_level("INFO", logger="videotag")
+    train_cli.main(args + ["--pretrain", str(source / "AttentionLSTM_epoch1.pdparams")])
+    before, after = params(source / "AttentionLSTM_epoch1.pdparams"), params(tmp_path / "tuned" / "AttentionLSTM_epoch1.pdparams")
+    assert after["classifier.weight"].shape[-1] == 4
+    for k in after:
+        if not k.startswith("classifier."):  # learning rate 0: the loaded values stay as they were
+            np.testing.assert_array_equal(before[k], after[k], err_msg=k)
+    assert "initialised fresh: classifier.weight" in caplog.text
+
+
+def test_two_processes_equal_one(dataset, tmp_path):
+    # Momentum is linear in the gradients; Adam would magnify float-order noise on near-zero gradients.
+    one, two = tmp_path / "one", tmp_path / "two"
+    train_cli.main(cli_args("AttentionLSTM", dataset, one, epochs=1, optimizer="Momentum", lr=0.05))
+    args_two = cli_args("AttentionLSTM", dataset, two, epochs=1, optimizer="Momentum", lr=0.05)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    run = subprocess.run([sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node=2",
+                          "--log_dir", str(tmp_path / "log"), "train.py"] + args_two,
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    logs = "".join(open(p).read() for p in glob.glob(str(tmp_path / "log" / "*")))
+    assert run.returncode == 0, run.stderr[-3000:] + logs[-3000:]
+    a, b = params(one / "AttentionLSTM_epoch1.pdparams"), params(two / "AttentionLSTM_epoch1.pdparams")
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=1e-5, err_msg=k)
+    # Only the first process writes: one set of checkpoints, and its validation log line.
+    assert sorted(os.listdir(two)) == sorted(os.listdir(one))
+
+
+# ---- bad input: one line naming the file and line, nothing half-written ----
+
+def write_list(path, lines):
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def expect_input_error(capsys, args, *fragments):
+    with pytest.raises(SystemExit) as exit_info:
+        train_cli.main(args)
+    assert exit_info.value.code == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err) == 1, err
+    for fragment in fragments:
+        assert fragment in err[0], err[0]
+    return err[0]
+
+
+def bad_list_case(tmp_path, dataset, lines):
+    lst = write_list(tmp_path / "bad.list", lines)
+    data = dict(dataset, train=str(lst))
+    return cli_args("AttentionLSTM", data, tmp_path / "out", epochs=1), str(lst)
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("case", ["missing", "malformed", "label_range", "dim", "nan", "empty"])
+def test_bad_feature_lists(case, dataset, tmp_path, capsys):
+    good = os.path.join(dataset["folder"], "train", "video000.npy")
+    np.save(tmp_path / "wide.npy", np.zeros((5, 17), np.float32))
+    nan = np.ones((5, 16), np.float32)
+    nan[2, 3] = np.nan
+    np.save(tmp_path / "nan.npy", nan)
+    lines, fragments = {
+        "missing": ([f"{good} 1", "nowhere.npy 2"], ["bad.list:2:", "feature file not found"]),
+        "malformed": ([f"{good} 1", f"{good} 1 x"], ["bad.list:2:", "malformed line"]),
+        "label_range": ([f"{good} 1", f"{good} 6"], ["bad.list:2:", "label 6 is out of range", "num_classes is 6"]),
+        "dim": ([f"{good} 1"] * 15 + ["wide.npy 0"], ["bad.list:16:", "wide.npy", "[5, 17]", "16"]),
+        "nan": ([f"{good} 1"] * 15 + ["nan.npy 0"], ["bad.list:16:", "nan.npy", "NaN"]),
+        "empty": (["", "# nothing"], ["bad.list", "empty"]),
+    }[case]
+    args, list_path = bad_list_case(tmp_path, dataset, lines)
+    expect_input_error(capsys, args, *fragments)
+    out = tmp_path / "out"
+    assert not out.exists() or not any(f.endswith((".pdparams", ".pdopt", ".tmp")) for f in os.listdir(out))
+
+
+def test_checkpoint_of_another_head_is_refused(dataset, tmp_path, capsys):
+    train_cli.main(cli_args("NeXtVLAD", dataset, tmp_path, epochs=1))
+    weights = str(tmp_path / "NeXtVLAD_best.pdparams")
+    with pytest.raises(SystemExit):
+        eval_cli.main(cli_args("AttentionLSTM", dataset, tmp_path / "eval") + ["--weights", weights])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: ") and weights in err and "AttentionLSTM" in err
+    assert not (tmp_path / "eval" / "metrics.json").exists()
+
+
+def test_config_errors_list_the_valid_keys(dataset, tmp_path, capsys):
+    args = cli_args("AttentionLSTM", dataset, tmp_path) + ["-o", "TRAIN.epochs=3"]
+    expect_input_error(capsys, args, "unknown key 'epochs' in TRAIN", "epoch,")
+    args = cli_args("AttentionLSTM", dataset, tmp_path) + ["-o", "SOLVER.lr=3"]
+    expect_input_error(capsys, args, "unknown section 'SOLVER'", "MODEL, TRAIN, VALID, TEST, INFER")

@@ -1,0 +1,8 @@
+"""What both stages share: config files, input errors, atomic writes, process groups.
+
+Importing this package before paddle matters: paddle pins OMP_NUM_THREADS to 1 when it is
+unset, which leaves every core but one idle on CPU.
+"""
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))

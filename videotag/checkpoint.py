@@ -1,0 +1,68 @@
+"""Loading .pdparams into a model: exactly (eval, predict, resume) or where names and shapes match
+(fine-tuning from another label set or another checkpoint)."""
+import logging
+import os
+
+from .errors import InputError
+
+log = logging.getLogger("videotag")
+
+
+def read_state(path):
+    import paddle
+
+    if not os.path.isfile(path):
+        raise InputError("checkpoint not found", path)
+    try:
+        state = paddle.load(path)
+    except Exception as err:
+        raise InputError(f"cannot read checkpoint ({type(err).__name__}: {err})", path) from None
+    if not isinstance(state, dict):
+        raise InputError("not a parameter file (.pdparams holding a dict of tensors)", path)
+    return state
+
+
+def _shape(value):
+    return list(value.shape)
+
+
+def load_exact(model, path, model_name):
+    """Load every parameter of `model` from `path`; anything missing or misshapen is an error."""
+    state = read_state(path)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        hint = "" if set(state) & set(expected) else f" (no parameter names match: was it saved by another model than {model_name}?)"
+        raise InputError(f"checkpoint does not fit {model_name}{hint}: missing {_few(missing)}, "
+                         f"unexpected {_few(unexpected)}", path)
+    wrong = [k for k in expected if _shape(state[k]) != _shape(expected[k])]
+    if wrong:
+        k = wrong[0]
+        raise InputError(f"checkpoint does not fit {model_name}: '{k}' has shape {_shape(state[k])}, the model "
+                         f"{_shape(expected[k])} (another num_classes or size? use --pretrain to fine-tune)", path)
+    model.set_state_dict(state)
+
+
+def load_matching(model, path, model_name):
+    """Fine-tuning: load the parameters whose name and shape match, keep the rest freshly initialised."""
+    state = read_state(path)
+    expected = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in expected and _shape(v) == _shape(expected[k])}
+    if not usable:
+        raise InputError(f"no parameter of this checkpoint matches {model_name} by name and shape", path)
+    fresh = [k for k in expected if k not in usable]
+    ignored = [k for k in state if k not in usable]
+    model.set_state_dict(usable)
+    log.info("pretrained weights from %s: loaded %d of %d parameters", path, len(usable), len(expected))
+    for k in fresh:
+        why = f"shape {_shape(state[k])} in the checkpoint" if k in state else "not in the checkpoint"
+        log.info("  initialised fresh: %s %s (%s)", k, _shape(expected[k]), why)
+    if ignored:
+        log.info("  ignored from the checkpoint: %s", _few(ignored))
+
+
+def _few(keys, n=5):
+    if not keys:
+        return "none"
+    return ", ".join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else "")

@@ -1,0 +1,213 @@
+"""The one trainer for every model (the sequence heads and TSN): epochs, learning-rate schedule,
+checkpoints, resume, fine-tuning, several processes, evaluation on the whole set.
+
+A task says what is model-specific, with these members:
+  model_name, cfg, best_metric   e.g. "AttentionLSTM", the Config, "gap"
+  build_model()                  a fresh paddle.nn.Layer
+  source(split)                  data of TRAIN/VALID/TEST/INFER (None when the config lists none), with
+                                 batches(rank, world, shuffle, drop_last, epoch, seed) and num_batches(drop_last)
+  forward(model, batch)          the model's output tensor for a batch
+  loss(output, batch)            scalar tensor: mean over the batch's videos
+  targets(batch)                 numpy targets of the batch (for metrics)
+  metrics(outputs, targets)      dict of floats over the whole set (numpy in)
+"""
+import glob
+import logging
+import math
+import os
+import re
+
+import numpy as np
+import paddle
+from tqdm import tqdm
+
+from . import checkpoint, dist
+from .errors import InputError
+from .fsutil import atomic_path
+
+log = logging.getLogger("videotag")
+
+
+def learning_rate(train_cfg, epoch, examples_seen):
+    """The learning rate for a step: a pure function of progress, so a resumed run follows it exactly."""
+    base, gamma = train_cfg["learning_rate"], train_cfg.get("decay_gamma", 0.1)
+    schedule = train_cfg.get("lr_schedule", "constant")
+    if schedule == "piecewise":
+        return base * gamma ** sum(epoch >= e for e in train_cfg["decay_epochs"])
+    if schedule == "exponential":
+        return base * gamma ** (examples_seen // train_cfg["decay_examples"])
+    if schedule == "constant":
+        return base
+    raise InputError(f"TRAIN.lr_schedule '{schedule}' is not one of piecewise, exponential, constant")
+
+
+def build_optimizer(train_cfg, parameters):
+    name = train_cfg["optimizer"]
+    decay = train_cfg.get("weight_decay") or 0.0
+    common = dict(learning_rate=train_cfg["learning_rate"], parameters=parameters,
+                  weight_decay=paddle.regularizer.L2Decay(decay) if decay else None)
+    if name == "RMSProp":  # centered, with fluid's defaults, as VideoTag trained
+        return paddle.optimizer.RMSProp(rho=0.95, epsilon=1e-6, centered=True, **common)
+    if name == "Adam":
+        return paddle.optimizer.Adam(**common)
+    if name == "Momentum":
+        return paddle.optimizer.Momentum(momentum=train_cfg.get("momentum", 0.9), **common)
+    raise InputError(f"TRAIN.optimizer '{name}' is not one of RMSProp, Adam, Momentum")
+
+
+def epoch_checkpoints(save_dir, model_name):
+    """{epoch: path prefix} of the complete epoch checkpoints (.pdparams and .pdopt) in save_dir."""
+    found = {}
+    for path in glob.glob(os.path.join(glob.escape(save_dir), f"{model_name}_epoch*.pdopt")):
+        match = re.fullmatch(re.escape(model_name) + r"_epoch(\d+)\.pdopt", os.path.basename(path))
+        prefix = path[:-len(".pdopt")]
+        if match and os.path.isfile(prefix + ".pdparams"):
+            found[int(match.group(1))] = prefix
+    return found
+
+
+def portable_optimizer_state(state, model, to_portable=True):
+    """Rename optimizer accumulators between paddle's generated parameter names (linear_47.w_0_moment1_0,
+    which change with the order models are built in) and the model's structured names."""
+    pairs = [(p.name, k) for k, p in model.named_parameters()]
+    if not to_portable:
+        pairs = [(k, name) for name, k in pairs]
+    pairs.sort(key=lambda pair: -len(pair[0]))  # longest first: linear_47.w_0 before linear_4.w_0
+    renamed = {}
+    for key, value in state.items():
+        for old, new in pairs:
+            if key.startswith(old + "_"):
+                key = new + key[len(old):]
+                break
+        renamed[key] = value
+    return renamed
+
+
+def save(obj, path):
+    with atomic_path(path) as tmp:
+        paddle.save(obj, tmp)
+
+
+class Trainer:
+    def __init__(self, task, save_dir, amp=False):
+        self.task = task
+        self.save_dir = save_dir
+        self.rank, self.world = dist.rank(), dist.world_size()
+        self.device = dist.select_device()
+        dist.init_parallel()
+        self.amp = amp and self.device.startswith("gpu")
+        if amp and not self.amp:
+            log.info("--amp needs a GPU: training in float32 on the CPU")
+
+    # ---- inference over a whole split, gathered from every process, in list order ----
+    def infer(self, model, source):
+        model.eval()
+        indices, outputs, targets, names = [], [], [], []
+        batches = source.batches(self.rank, self.world)
+        with paddle.no_grad():
+            for batch in tqdm(batches, total=source.num_batches(False), desc="evaluating",
+                              disable=not dist.is_main(), leave=False):
+                with paddle.amp.auto_cast(enable=self.amp):
+                    out = self.task.forward(model, batch)
+                outputs.append(out.astype("float32").numpy())
+                targets.append(self.task.targets(batch))
+                indices.append(batch.indices)
+                names.extend(batch.names)
+        local = (np.concatenate(indices) if indices else np.zeros(0, np.int64),
+                 np.concatenate(outputs) if outputs else None,
+                 np.concatenate(targets) if targets else None, names)
+        parts = [p for p in dist.all_gather_object(local) if p[1] is not None]
+        order = np.argsort(np.concatenate([p[0] for p in parts]), kind="stable")
+        outputs = np.concatenate([p[1] for p in parts])[order]
+        targets = np.concatenate([p[2] for p in parts])[order]
+        names = [n for p in parts for n in p[3]]
+        return [names[i] for i in order], outputs, targets
+
+    def evaluate(self, model, split):
+        source = self.task.source(split)
+        names, outputs, targets = self.infer(model, source)
+        return self.task.metrics(outputs, targets)
+
+    # ---- training ----
+    def fit(self, resume=False, pretrain=None):
+        task, cfg = self.task, self.task.cfg
+        train_cfg = cfg.TRAIN
+        train_source = task.source("train")
+        valid_source = task.source("valid")
+        seed = train_cfg.get("seed", 0)
+        paddle.seed(seed)  # the same initial weights in every process and every run
+        model = task.build_model()
+        optimizer = build_optimizer(train_cfg, model.parameters())
+        state = {"epoch": 0, "examples_seen": 0, "best": -math.inf}
+        if resume:
+            state = self._resume(model, optimizer, state)
+        elif pretrain:
+            checkpoint.load_matching(model, pretrain, task.model_name)
+        runner = paddle.DataParallel(model) if self.world > 1 else model
+        scaler = paddle.amp.GradScaler() if self.amp else None
+        steps = train_source.num_batches(drop_last=True)
+        if dist.is_main():
+            log.info("training %s on %d videos (%d batches of %d per epoch, %d process(es), %s) into %s",
+                     task.model_name, len(train_source), steps, train_cfg.batch_size, self.world,
+                     self.device, self.save_dir)
+        for epoch in range(state["epoch"], train_cfg.epoch):
+            paddle.seed(seed * 100003 + epoch * 1009 + self.rank)  # dropout: reproducible per epoch
+            runner.train()
+            losses = []
+            batches = train_source.batches(self.rank, self.world, shuffle=True, drop_last=True,
+                                           epoch=epoch, seed=seed)
+            progress = tqdm(batches, total=steps, desc=f"epoch {epoch + 1}/{train_cfg.epoch}",
+                            disable=not dist.is_main(), leave=False)
+            for batch in progress:
+                optimizer.set_lr(learning_rate(train_cfg, epoch, state["examples_seen"]))
+                with paddle.amp.auto_cast(enable=self.amp):
+                    loss = task.loss(task.forward(runner, batch), batch)
+                if scaler:
+                    scaler.scale(loss).backward()
+                    scaler.minimize(optimizer, loss)
+                else:
+                    loss.backward()
+                    optimizer.step()
+                optimizer.clear_grad()
+                state["examples_seen"] += train_cfg.batch_size
+                losses.append(loss.item())
+                progress.set_postfix(loss=f"{losses[-1]:.4f}")
+            state["epoch"] = epoch + 1
+            metrics = self.evaluate(model, "valid") if valid_source is not None else None
+            self._end_epoch(model, optimizer, state, float(np.mean(losses)), metrics)
+        dist.barrier()
+        return model
+
+    def _end_epoch(self, model, optimizer, state, train_loss, metrics):
+        task = self.task
+        improved = metrics is None or metrics[task.best_metric] > state["best"]
+        if improved:
+            state["best"] = metrics[task.best_metric] if metrics else state["best"]
+        if not dist.is_main():
+            return
+        summary = f"epoch {state['epoch']}: train loss {train_loss:.4f}"
+        if metrics:
+            summary += ", validation " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        log.info(summary)
+        prefix = os.path.join(self.save_dir, f"{task.model_name}_epoch{state['epoch']}")
+        save(model.state_dict(), prefix + ".pdparams")
+        # Written last: an epoch counts as saved only once its .pdopt exists.
+        save({"optimizer": portable_optimizer_state(optimizer.state_dict(), model), "trainer": dict(state)},
+             prefix + ".pdopt")
+        if improved:
+            save(model.state_dict(), os.path.join(self.save_dir, f"{task.model_name}_best.pdparams"))
+            if metrics:
+                log.info("best %s so far: %.4f, saved %s_best.pdparams", task.best_metric, state["best"],
+                         task.model_name)
+
+    def _resume(self, model, optimizer, state):
+        found = epoch_checkpoints(self.save_dir, self.task.model_name)
+        if not found:
+            log.info("no checkpoint to resume in %s: starting from scratch", self.save_dir)
+            return state
+        epoch = max(found)
+        checkpoint.load_exact(model, found[epoch] + ".pdparams", self.task.model_name)
+        saved = checkpoint.read_state(found[epoch] + ".pdopt")
+        optimizer.set_state_dict(portable_optimizer_state(saved["optimizer"], model, to_portable=False))
+        log.info("resuming after epoch %d from %s", epoch, found[epoch])
+        return dict(saved["trainer"])
