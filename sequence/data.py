@@ -1,5 +1,10 @@
 """Frame-feature data for the heads: VideoTag feature lists, padded batches, this process's share.
 
+A config section's `filelist` is read by its form (sequence.task.SequenceTask.source):
+  YouTube-8M records (sequence.yt8m.RecordSource) when it is a YAML list of shards, a path or glob
+  ending in `.tfrecord` or `.pkl`, or a text file whose first entry ends in one of those (a list
+  of shards, one path or glob per line); a VideoTag feature list otherwise.
+
 A feature list has one video per line: `path l1 l2 ...` (labels optional for INFER), split on
 whitespace, or on tabs when the line has one (for paths with spaces). Relative paths resolve
 against the list file's folder. The path names one of:
@@ -98,17 +103,25 @@ def load_features(video, feature_names, feature_dims):
         raise
     except Exception as err:  # unreadable or corrupt file
         raise fail(f"cannot read features ({type(err).__name__}: {err})") from None
+    problem = feature_problem(arrays, feature_names, feature_dims)
+    if problem:
+        raise fail(problem)
+    return [np.asarray(a, dtype=np.float32) for a in arrays]
+
+
+def feature_problem(arrays, feature_names, feature_dims):
+    """What is wrong with a video's [T, D_i] arrays for the config, or None."""
     for name, dim, array in zip(feature_names, feature_dims, arrays):
         if array.ndim != 2 or array.shape[1] != dim:
-            raise fail(f"feature '{name}' has shape {list(array.shape)}, expected [frames, {dim}] "
-                       "(MODEL.feature_dims)")
+            return (f"feature '{name}' has shape {list(array.shape)}, expected [frames, {dim}] "
+                    "(MODEL.feature_dims)")
         if array.shape[0] == 0:
-            raise fail(f"feature '{name}' has no frames")
+            return f"feature '{name}' has no frames"
         if not np.isfinite(array).all():
-            raise fail(f"feature '{name}' contains NaN or infinite values")
+            return f"feature '{name}' contains NaN or infinite values"
     if len({a.shape[0] for a in arrays}) > 1:
-        raise fail("features have different frame counts: " + ", ".join(str(len(a)) for a in arrays))
-    return [np.asarray(a, dtype=np.float32) for a in arrays]
+        return "features have different frame counts: " + ", ".join(str(len(a)) for a in arrays)
+    return None
 
 
 def _load_hdf5(video, feature_names):
@@ -131,6 +144,51 @@ def evenly_spaced(num_frames, seg_num):
     if num_frames <= seg_num:
         return np.arange(num_frames)
     return ((np.arange(seg_num) + 0.5) * num_frames / seg_num).astype(np.int64)
+
+
+def segments(arrays, seg_num):
+    """The arrays at seg_num evenly spaced frames (all frames when seg_num is falsy)."""
+    if not seg_num:
+        return arrays
+    keep = evenly_spaced(len(arrays[0]), seg_num)
+    return [a[keep] for a in arrays]
+
+
+def rank_shares(items, batch_size, rank, world, drop_last):
+    """Cut `items` (any iterable) into global batches of batch_size and yield, as a list, this
+    process's contiguous slice of each.  Every process cuts the same sequence, so N processes see
+    what one process with the same global batch sees.  A short last batch is dropped (drop_last)
+    or split evenly, and a process whose slice of it is empty yields nothing for it."""
+    if batch_size % world:
+        raise InputError(f"batch_size {batch_size} must be divisible by the {world} processes")
+
+    def share(batch):
+        per_rank = -(-len(batch) // world)  # batch_size // world for a full batch
+        return batch[rank * per_rank:(rank + 1) * per_rank]
+
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == batch_size:
+            yield share(batch)
+            batch = []
+    last = share(batch) if not drop_last else []
+    if last:
+        yield last
+
+
+def read_ahead(shares, load, num_workers, depth=2):
+    """Yield (share, [load(item) for item in share]) for each share, loading the next `depth`
+    shares in threads meanwhile (file reads and numpy release the GIL)."""
+    with concurrent.futures.ThreadPoolExecutor(max(1, num_workers)) as pool:
+        pending = collections.deque()
+        for share in shares:
+            pending.append((share, [pool.submit(load, item) for item in share]))
+            if len(pending) > depth:
+                done, futures = pending.popleft()
+                yield done, [f.result() for f in futures]
+        for done, futures in pending:
+            yield done, [f.result() for f in futures]
 
 
 def pad_batch(samples, num_classes):
@@ -175,10 +233,7 @@ class FeatureListSource:
     def load(self, index):
         video = self.videos[index]
         arrays = load_features(video, self.feature_names, self.feature_dims)
-        if self.seg_num:
-            keep = evenly_spaced(len(arrays[0]), self.seg_num)
-            arrays = [a[keep] for a in arrays]
-        return arrays, video.labels
+        return segments(arrays, self.seg_num), video.labels
 
     def num_batches(self, drop_last):
         n = len(self.videos)
@@ -186,34 +241,13 @@ class FeatureListSource:
 
     def batches(self, rank=0, world=1, shuffle=False, drop_last=False, epoch=0, seed=0):
         """Yield this process's Batch of each global batch; files are read ahead in threads."""
-        if self.batch_size % world:
-            raise InputError(f"batch_size {self.batch_size} must be divisible by the {world} processes")
         if drop_last and len(self.videos) < self.batch_size:
             raise InputError(f"batch_size {self.batch_size} is larger than the {len(self.videos)} videos listed",
                              self.list_path)
         order = np.arange(len(self.videos))
         if shuffle:
             order = np.random.default_rng([seed, epoch]).permutation(order)
-        per_rank = self.batch_size // world
-        shares = []
-        for b in range(self.num_batches(drop_last)):
-            global_batch = order[b * self.batch_size:(b + 1) * self.batch_size]
-            if not drop_last:  # the last batch may be short: split it evenly
-                per_rank = -(-len(global_batch) // world)
-            share = global_batch[rank * per_rank:(rank + 1) * per_rank]
-            if len(share):
-                shares.append(share)
-        with concurrent.futures.ThreadPoolExecutor(self.num_workers) as pool:
-            pending = collections.deque()
-            ahead = iter(shares)
-            for share in ahead:
-                pending.append((share, [pool.submit(self.load, i) for i in share]))
-                if len(pending) > 2:
-                    yield self._collect(*pending.popleft())
-            while pending:
-                yield self._collect(*pending.popleft())
-
-    def _collect(self, share, futures):
-        samples = [f.result() for f in futures]
-        features, mask, labels = pad_batch(samples, self.num_classes)
-        return Batch(share, [self.videos[i].name for i in share], features, mask, labels)
+        shares = rank_shares(order, self.batch_size, rank, world, drop_last)
+        for share, samples in read_ahead(shares, self.load, self.num_workers):
+            features, mask, labels = pad_batch(samples, self.num_classes)
+            yield Batch(np.array(share), [self.videos[i].name for i in share], features, mask, labels)

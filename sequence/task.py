@@ -6,6 +6,7 @@ import paddle.nn.functional as F
 from videotag.errors import InputError
 
 from . import metrics as metric_fns
+from . import yt8m
 from .data import FeatureListSource
 
 HEADS = ("AttentionLSTM", "AttentionCluster", "NeXtVLAD")
@@ -36,8 +37,13 @@ class SequenceTask:
         filelist = filelist or section.get("filelist")
         if not filelist:
             return None
+        train = self.cfg.TRAIN
+        if yt8m.names_records(filelist):  # the rule is in sequence/data.py's docstring
+            return yt8m.RecordSource(filelist, self.cfg.MODEL, section["batch_size"],
+                                     num_workers=train.get("num_workers", 4),
+                                     shuffle_buffer=train.get("shuffle_buffer", yt8m.SHUFFLE_BUFFER))
         return FeatureListSource(filelist, self.cfg.MODEL, section["batch_size"], need_labels=split != "infer",
-                                 num_workers=self.cfg.TRAIN.get("num_workers", 4))
+                                 num_workers=train.get("num_workers", 4))
 
     def forward(self, model, batch):
         return model([paddle.to_tensor(f) for f in batch.features], paddle.to_tensor(batch.mask))

@@ -37,6 +37,12 @@ The records of other processes are stepped over (their length field is checked, 
 neither read nor decoded).  Either way the shares are disjoint and together complete; they need not
 be equal in size, so a trainer must not assume every rank has the same number of batches.
 
+Training.  :class:`RecordSource` is what the trainer, eval.py and predict.py read when a config's
+``filelist`` names shards (:func:`names_records`; the rule is in sequence/data.py's docstring).
+It does not use the split above: every process walks the same record sequence and decodes its
+slice of each global batch, so all processes yield the same number of batches.
+:func:`record_spans` indexes a shard from its record headers alone, once per process.
+
 Shard selection.  ``expand_shards(spec, base_dir)`` takes a glob, a path, a list of those, or a
 text file listing shards (a path ending in ``.list``, ``.txt`` or ``.lst``; one path or glob per
 line, ``#`` comments; relative lines are taken relative to the list file's folder).  Relative specs
@@ -47,7 +53,9 @@ with uint8 ``feature [n, 1024]`` (rgb) and ``audio [n, 128]``.  Unpickling runs 
 pickles you trust.
 """
 import collections
+import functools
 import glob
+import itertools
 import logging
 import os
 import pickle
@@ -57,12 +65,17 @@ import numpy as np
 
 from videotag.errors import InputError
 
+from .data import Batch, feature_problem, pad_batch, rank_shares, read_ahead, segments
+
 log = logging.getLogger(__name__)
 
 MAX_FRAMES = 300
 FEATURE_DIMS = {"rgb": 1024, "audio": 128}
 PICKLE_KEYS = {"rgb": "feature", "audio": "audio"}
 LIST_SUFFIXES = (".list", ".txt", ".lst")
+PICKLE_SUFFIX = ".pkl"
+RECORD_SUFFIXES = (".tfrecord", PICKLE_SUFFIX)
+SHUFFLE_BUFFER = 4096  # records, when the config has no TRAIN.shuffle_buffer
 
 DEQUANT_SCALE = np.float32(4.0 / 255.0)
 DEQUANT_BIAS = np.float32(4.0 / 512.0 - 2.0)
@@ -429,57 +442,95 @@ running index i (over all records of all `shards`) has i % stride == offset."""
 _LEN = struct.Struct("<QI")
 
 
+class _Truncated(_Corrupt):
+    """The shard ends inside a record: the rest of the shard cannot be read."""
+
+
+def _open_shard(path):
+    try:
+        return open(path, "rb")
+    except OSError as err:
+        raise InputError(f"cannot open shard: {err.strerror or err}", path) from None
+
+
+def _record_spans(f, path, skip_corrupt=False, stats=None):
+    """Yield (record_index, data_offset, data_length) of the open shard `f` from its record
+    headers alone: each length field's CRC is checked, and that the record fits in the file;
+    the data is neither read nor checked."""
+    size = os.fstat(f.fileno()).st_size
+    pos = index = 0
+    while pos < size:
+        f.seek(pos)
+        head = f.read(12)
+        problem, truncated = None, True
+        if len(head) < 12:
+            problem = f"truncated shard: record {index} header has {len(head)} of 12 bytes"
+        else:
+            length, length_crc = _LEN.unpack(head)
+            if masked_crc(head[:8]) != length_crc:
+                problem, truncated = f"record {index}: length field CRC mismatch", False
+            elif pos + 12 + length + 4 > size:
+                problem = (f"truncated shard: record {index} needs {length + 4} bytes, "
+                           f"{max(size - pos - 12, 0)} left")
+        if problem is not None:
+            if truncated and stats is not None:
+                stats["truncated"] += 1
+            _corrupt(path, problem, skip_corrupt, stats, "the rest of the shard")
+            return
+        yield index, pos + 12, length
+        pos += 12 + length + 4
+        index += 1
+
+
+def _record_data(f, offset, length):
+    """The `length` bytes of record data at `offset` of the open shard `f`, checked against
+    their CRC."""
+    f.seek(offset)
+    data = f.read(length)
+    footer = f.read(4)
+    if len(data) < length or len(footer) < 4:  # the file shrank while we read it
+        raise _Truncated("truncated shard: the record is cut short")
+    if masked_crc(data) != int.from_bytes(footer, "little"):
+        raise _Corrupt("data CRC mismatch")
+    return data
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_spans(path, size, mtime_ns):
+    with _open_shard(path) as f:
+        return np.array([span for _, *span in _record_spans(f, path)], np.int64).reshape(-1, 2)
+
+
+def record_spans(path):
+    """int64 [n, 2] (data offset, data length) of the n records of a TFRecord shard, from one
+    pass over its record headers (the data is not read); cached while the file keeps its size
+    and modification time."""
+    stat = os.stat(path)
+    return _cached_spans(os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+
+
 def _read_records(path, stride=1, offset=0, counter=None, skip_corrupt=False, stats=None):
     """Yield (record_index, data) of one shard; `counter` is a one-item list holding the running
     record index over all shards (for the stride / offset split), updated in place."""
     if counter is None:
         counter = [0]
-    try:
-        f = open(path, "rb")
-    except OSError as err:
-        raise InputError(f"cannot open shard: {err.strerror or err}", path) from None
-    with f:
-        size = os.fstat(f.fileno()).st_size
-        index = 0
-        while True:
-            head = f.read(12)
-            if not head:
-                return
-            problem, truncated = None, True
-            if len(head) < 12:
-                problem = f"truncated shard: record {index} header has {len(head)} of 12 bytes"
-            else:
-                length, length_crc = _LEN.unpack(head)
-                if masked_crc(head[:8]) != length_crc:
-                    problem, truncated = f"record {index}: length field CRC mismatch", False
-                elif f.tell() + length + 4 > size:
-                    have = max(size - f.tell(), 0)
-                    problem = (f"truncated shard: record {index} needs {length + 4} bytes, "
-                               f"{have} left")
-            if problem is not None:
-                if truncated and stats is not None:
-                    stats["truncated"] += 1
-                _corrupt(path, problem, skip_corrupt, stats, "the rest of the shard")
-                return
+    with _open_shard(path) as f:
+        for index, start, length in _record_spans(f, path, skip_corrupt, stats):
             mine = counter[0] % stride == offset
             counter[0] += 1
             if not mine:
-                f.seek(length + 4, os.SEEK_CUR)
-                index += 1
                 continue
-            data = f.read(length)
-            footer = f.read(4)
-            if len(data) < length or len(footer) < 4:  # the file shrank while we read it
+            try:
+                data = _record_data(f, start, length)
+            except _Truncated as err:
                 if stats is not None:
                     stats["truncated"] += 1
-                _corrupt(path, f"truncated shard: record {index} is cut short", skip_corrupt,
-                         stats, "the rest of the shard")
+                _corrupt(path, f"record {index}: {err}", skip_corrupt, stats, "the rest of the shard")
                 return
-            if masked_crc(data) != int.from_bytes(footer, "little"):
-                _corrupt(path, f"record {index}: data CRC mismatch", skip_corrupt, stats)
-            else:
-                yield index, data
-            index += 1
+            except _Corrupt as err:
+                _corrupt(path, f"record {index}: {err}", skip_corrupt, stats)
+                continue
+            yield index, data
 
 
 def _corrupt(path, message, skip_corrupt, stats, what="the record"):
@@ -612,16 +663,7 @@ def iter_pickle_videos(paths, feature_names=("rgb", "audio"), max_frames=MAX_FRA
     for path in paths:
         if stats is not None:
             stats["shards"] += 1
-        try:
-            with open(path, "rb") as f:
-                items = pickle.load(f, encoding="latin1")  # latin1: Python 2 pickles of numpy
-        except OSError as err:
-            raise InputError(f"cannot open pickle: {err.strerror or err}", path) from None
-        except Exception as err:  # noqa: BLE001 - any unpickling failure is bad input
-            raise InputError(f"not a readable pickle ({type(err).__name__}: {err})", path) from None
-        if not isinstance(items, (list, tuple)):
-            raise InputError(f"expected a list of dicts, found {type(items).__name__}", path)
-        for index, item in enumerate(items):
+        for index, item in enumerate(_load_pickle(path)):
             mine = counter % record_stride == record_offset
             counter += 1
             if not mine:
@@ -634,6 +676,20 @@ def iter_pickle_videos(paths, feature_names=("rgb", "audio"), max_frames=MAX_FRA
             if stats is not None:
                 stats["records"] += 1
             yield video
+
+
+def _load_pickle(path):
+    """The list of video dicts of one reference pickle."""
+    try:
+        with open(path, "rb") as f:
+            items = pickle.load(f, encoding="latin1")  # latin1: Python 2 pickles of numpy
+    except OSError as err:
+        raise InputError(f"cannot open pickle: {err.strerror or err}", path) from None
+    except Exception as err:  # noqa: BLE001 - any unpickling failure is bad input
+        raise InputError(f"not a readable pickle ({type(err).__name__}: {err})", path) from None
+    if not isinstance(items, (list, tuple)):
+        raise InputError(f"expected a list of dicts, found {type(items).__name__}", path)
+    return items
 
 
 def _pickle_video(item, feature_names, max_frames):
@@ -743,3 +799,132 @@ def shuffle_buffer(iterable, size, rng):
         j = int(pick(len(buf)))
         buf[j], buf[-1] = buf[-1], buf[j]
         yield buf.pop()
+
+
+# --------------------------------------------------------------------------- training source
+
+def names_records(filelist):
+    """Whether a config's `filelist` names YouTube-8M records rather than a VideoTag feature list:
+    a list of shards, a path or glob ending in .tfrecord / .pkl, or a list file (.list, .txt,
+    .lst) whose first entry ends in one of those."""
+    if isinstance(filelist, (list, tuple)):
+        return True
+    spec = os.fspath(filelist).strip()
+    if spec.endswith(RECORD_SUFFIXES):
+        return True
+    if not (spec.endswith(LIST_SUFFIXES) and os.path.isfile(spec)):
+        return False
+    with open(spec) as f:
+        entries = (line.strip() for line in f)
+        first = next((e for e in entries if e and not e.startswith("#")), "")
+    return first.endswith(RECORD_SUFFIXES)
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_pickle_count(path, size, mtime_ns):
+    return len(_load_pickle(path))
+
+
+def record_count(path):
+    """Records in a TFRecord shard (headers only) or a pickle (loaded once); cached."""
+    if path.endswith(PICKLE_SUFFIX):
+        stat = os.stat(path)
+        return _cached_pickle_count(os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    return len(record_spans(path))
+
+
+class RecordSource:
+    """Batches of YouTube-8M records (TFRecord shards or reference pickles), split among processes,
+    for the trainer (see videotag/trainer.py).
+
+    Every process walks all records in the same order: shards sorted, or for training in an
+    order drawn from (seed, epoch) and then through a shuffle buffer of `shuffle_buffer` records
+    with the same generator.  Every process cuts the same global batches and decodes only its
+    contiguous slice of each (data.rank_shares), so all processes yield num_batches(drop_last)
+    batches and N processes train as one process with the same global batch.
+
+    A TFRecord record goes through the buffer as its (shard, record) position, from a counting
+    pass over the record headers (once per shard and process, cached): a process reads the bytes
+    of its own records only.  A pickle is loaded whole when the walk reaches it, and its dicts go
+    through the buffer, which then holds up to `shuffle_buffer` videos.
+
+    Batch.indices are global record positions (over the sorted shards), names the video ids.
+    A corrupt record, a label >= num_classes or a feature whose width is not in
+    MODEL.feature_dims is an InputError naming the shard and record.
+    """
+
+    def __init__(self, filelist, model_cfg, batch_size, num_workers=4, shuffle_buffer=SHUFFLE_BUFFER):
+        self.shards = expand_shards(filelist)
+        self.filelist = filelist
+        self.feature_names = list(model_cfg["feature_names"])
+        self.feature_dims = list(model_cfg["feature_dims"])
+        self.num_classes = model_cfg["num_classes"]
+        self.seg_num = model_cfg.get("seg_num")  # Attention Cluster looks at seg_num frames
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.shuffle_buffer = shuffle_buffer
+        self._counts = None
+
+    @property
+    def counts(self):
+        """Records per shard (the counting pass, on first use)."""
+        if self._counts is None:
+            self._counts = [record_count(path) for path in self.shards]
+        return self._counts
+
+    def __len__(self):
+        return sum(self.counts)
+
+    def num_batches(self, drop_last):
+        n = len(self)
+        return n // self.batch_size if drop_last else -(-n // self.batch_size)
+
+    def batches(self, rank=0, world=1, shuffle=False, drop_last=False, epoch=0, seed=0):
+        """Yield this process's Batch of each global batch; records are decoded ahead in threads."""
+        if not len(self):
+            raise InputError("the shards hold no records", self.filelist)
+        if drop_last and len(self) < self.batch_size:
+            raise InputError(f"batch_size {self.batch_size} is larger than the {len(self)} records "
+                             f"of the {len(self.shards)} shard(s)", self.filelist)
+        rng = np.random.default_rng([seed, epoch])
+        shard_order = rng.permutation(len(self.shards)) if shuffle else range(len(self.shards))
+        records = itertools.chain.from_iterable(self._records(s) for s in shard_order)
+        if shuffle:
+            records = shuffle_buffer(records, self.shuffle_buffer, rng)
+        first = np.cumsum([0] + self.counts[:-1])
+        shares = rank_shares(records, self.batch_size, rank, world, drop_last)
+        for share, samples in read_ahead(shares, self._load, self.num_workers):
+            features, mask, labels = pad_batch([(arrays, labels) for _, arrays, labels in samples],
+                                               self.num_classes)
+            indices = np.array([first[shard] + index for shard, index, _ in share], np.int64)
+            yield Batch(indices, [video_id for video_id, _, _ in samples], features, mask, labels)
+
+    def _records(self, shard):
+        """(shard, record index, the pickle's dict or None) of each record of a shard."""
+        path = self.shards[shard]
+        if path.endswith(PICKLE_SUFFIX):
+            return ((shard, index, item) for index, item in enumerate(_load_pickle(path)))
+        return ((shard, index, None) for index in range(self.counts[shard]))
+
+    def _load(self, record):
+        """(video_id, [T, D_i] arrays in feature_names order, labels) of one record, checked."""
+        shard, index, item = record
+        path = self.shards[shard]
+        try:
+            if item is None:
+                offset, length = record_spans(path)[index]
+                with _open_shard(path) as f:
+                    data = _record_data(f, int(offset), int(length))
+                video_id, features, labels = _parse(data, self.feature_names, MAX_FRAMES)
+            else:
+                video_id, features, labels = _pickle_video(item, self.feature_names, MAX_FRAMES)
+        except _Corrupt as err:
+            raise InputError(f"record {index}: {err}", path) from None
+        arrays = [features[name] for name in self.feature_names]
+        problem = feature_problem(arrays, self.feature_names, self.feature_dims)
+        out_of_range = [x for x in labels if not 0 <= x < self.num_classes]
+        if out_of_range:
+            problem = f"label {out_of_range[0]} is out of range: MODEL.num_classes is {self.num_classes}"
+        if problem:
+            raise InputError(f"record {index} ('{video_id}'): {problem}", path)
+        return video_id, segments(arrays, self.seg_num), labels
