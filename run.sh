@@ -93,6 +93,8 @@ case "$verb" in
   train) setup; model_verb train.py "$@" ;;
   eval) setup; model_verb eval.py "$@" ;;
   predict) setup; model_verb predict.py "$@" ;;
+  demo) setup; exec "$VENV/bin/python" -m videotag.demo "$@" ;;
+  extract) setup; launch -m extractor "$@" ;;
   test) setup; exec "$VENV/bin/python" -m pytest -q tests "$@" ;;
   *) echo "unknown verb '$verb'" >&2; usage >&2; exit 2 ;;
 esac

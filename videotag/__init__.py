@@ -1,8 +1,14 @@
 """What both stages share: config files, input errors, atomic writes, process groups.
 
 Importing this package before paddle matters: paddle pins OMP_NUM_THREADS to 1 when it is
-unset, which leaves every core but one idle on CPU.
+unset, which leaves every core but one idle on CPU; and Paddle 2.6 bundles a zlib that breaks
+h5py when paddle loads first.
 """
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+
+try:
+    import h5py  # noqa: F401
+except ImportError:  # only HDF5 feature stores need it
+    pass

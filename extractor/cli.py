@@ -1,0 +1,181 @@
+"""python -m extractor: TSN ResNet-101 frame features for every video of a list or folder."""
+import argparse
+import logging
+import os
+import sys
+import time
+
+from tqdm import tqdm
+
+from videotag import dist
+from videotag.config import default_config_path, load_config
+from videotag.errors import InputError, exit_on_input_error
+
+from .pipeline import VIDEO_EXTENSIONS, InferSettings, Video, backbone_from_config, iter_video_features
+from .stores import make_store, remove_stale_temporaries, write_text
+
+log = logging.getLogger("extractor")
+
+FEATURE_LIST = "features.list"
+FAILURES = "failures.txt"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m extractor", description=__doc__)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--filelist", help="one video path per line; extra columns (labels) are "
+                        "copied to features.list")
+    source.add_argument("--video_path", help="a folder: every video file under it, recursively")
+    parser.add_argument("--save_dir", required=True, help="where features, features.list and failures.txt go")
+    parser.add_argument("--config", default=default_config_path("TSN"))
+    parser.add_argument("-o", "--override", action="append", default=[], metavar="SECTION.key=value")
+    parser.add_argument("--weights", help="ResNet checkpoint (VideoTag static, PaddleVideo dygraph "
+                        "or ours); without it the weights are random")
+    parser.add_argument("--format", choices=("npy", "hdf5"), default="npy")
+    parser.add_argument("--backend", choices=("inference", "dygraph"), default="inference",
+                        help="paddle.inference (fast) or plain dygraph")
+    parser.add_argument("--cache_dir", help="where exported models are kept "
+                        "(default ~/.cache/videotag/extractor)")
+    return parser.parse_args(argv)
+
+
+def video_id(path):
+    """Output name of a listed path: normalised, without extension, never leaving save_dir."""
+    parts = [p if p != ".." else "__" for p in os.path.normpath(path).split(os.sep) if p not in ("", ".")]
+    return os.path.splitext("/".join(parts))[0]
+
+
+def read_filelist(path):
+    """Videos of a list; a relative path resolves against the list's folder, as in stage two, or
+    against the working directory when it is not there (VideoTag's lists)."""
+    if not os.path.isfile(path):
+        raise InputError("video list not found", path)
+    folder = os.path.dirname(os.path.abspath(path))
+    videos = []
+    with open(path) as f:
+        for line in f:
+            fields = line.split()
+            if fields:
+                listed = fields[0]
+                beside_list = os.path.join(folder, listed)
+                resolved = beside_list if not os.path.isabs(listed) and os.path.exists(beside_list) else listed
+                videos.append(Video(resolved, video_id(listed), tuple(fields[1:])))
+    return videos
+
+
+def find_videos(folder):
+    if not os.path.isdir(folder):
+        raise InputError("video folder not found", folder)
+    videos = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            if name.lower().endswith(VIDEO_EXTENSIONS):
+                path = os.path.join(root, name)
+                videos.append(Video(path, video_id(os.path.relpath(path, folder))))
+    return videos
+
+
+def unique_videos(videos, source):
+    """Drop repeated paths; two different videos may not share an output name."""
+    by_id, unique = {}, []
+    for video in videos:
+        seen = by_id.setdefault(video.video_id, video)
+        if seen is video:
+            unique.append(video)
+        elif os.path.normpath(seen.path) != os.path.normpath(video.path):
+            raise InputError(f"'{seen.path}' and '{video.path}' would both be saved as "
+                             f"'{video.video_id}'; rename one", source)
+    return unique
+
+
+def check_settings(settings, config_path):
+    for name, value in vars(settings).items():
+        if value < (0 if name == "num_workers" else 1):
+            raise InputError(f"INFER.{name} must be positive, not {value}", config_path)
+    if settings.target_size > settings.short_size:
+        raise InputError(f"INFER.target_size {settings.target_size} is larger than INFER.short_size "
+                         f"{settings.short_size}", config_path)
+
+
+def setup_logging():
+    # Our own handler: paddle configures the root logger with its own format on import.
+    prefix = f"[extractor rank {dist.rank()}]" if dist.world_size() > 1 else "[extractor]"
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(f"{prefix} %(levelname)s: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+def extract(args, backbone=None):
+    """Run the extraction; returns the exit status (1 when any video failed).
+    `backbone` lets tests pass an already built one."""
+    cfg = load_config(args.config, args.override)
+    settings = InferSettings.from_config(cfg)
+    check_settings(settings, cfg.path)
+    if args.filelist:
+        videos = unique_videos(read_filelist(args.filelist), args.filelist)
+    else:
+        videos = unique_videos(find_videos(args.video_path), args.video_path)
+    if not videos:
+        raise InputError("no videos to extract", args.filelist or args.video_path)
+
+    dist.init_parallel()
+    device = dist.select_device()
+    store = make_store(args.format, args.save_dir)
+    if dist.is_main():
+        os.makedirs(args.save_dir, exist_ok=True)
+        remove_stale_temporaries(args.save_dir)
+    dist.barrier()  # nobody writes before the leftovers of a killed run are gone
+
+    mine = dist.shard(videos)
+    done = store.completed([v.video_id for v in mine], settings.seg_num)
+    todo = [v for v in mine if v.video_id not in done]
+    log.info("%d videos: %d already done, %d to extract (seg_num %d, crop %d, on %s)",
+             len(mine), len(mine) - len(todo), len(todo), settings.seg_num, settings.target_size, device)
+
+    failures = []
+    if todo:
+        if backbone is None:
+            backbone = backbone_from_config(cfg, args.weights, args.backend, args.cache_dir)
+        failures = run(todo, settings, backbone, store)
+
+    failures = [item for part in dist.all_gather_object(failures) for item in part]
+    if dist.is_main():
+        store.finalize()
+        finished = store.completed([v.video_id for v in videos], settings.seg_num)
+        write_text(os.path.join(args.save_dir, FEATURE_LIST),
+                   [" ".join((store.list_path(v.video_id),) + v.labels)
+                    for v in videos if v.video_id in finished])
+        write_text(os.path.join(args.save_dir, FAILURES), [f"{path}\t{reason}" for path, reason in failures])
+        log.info("%d of %d videos have features; list in %s", len(finished), len(videos),
+                 os.path.join(args.save_dir, FEATURE_LIST))
+        if failures:
+            log.error("%d videos failed, reasons in %s", len(failures), os.path.join(args.save_dir, FAILURES))
+    dist.barrier()
+    return 1 if failures else 0
+
+
+def run(videos, settings, backbone, store):
+    """Extract and save `videos`; returns [(path, reason)] of those that failed."""
+    failures, frames, start = [], 0, time.time()
+    bar = tqdm(total=len(videos), unit="video", desc="extracting", dynamic_ncols=True,
+               position=dist.rank() if dist.world_size() > 1 else None)
+    for result in iter_video_features(videos, settings, backbone):
+        if result.ok:
+            store.write(result)
+            frames += len(result.features)
+        else:
+            failures.append((result.video.path, result.error))
+            bar.write(f"skipped {result.video.path}: {result.error}", file=sys.stderr)
+        bar.update(1)
+        bar.set_postfix(frames_per_s=f"{frames / max(time.time() - start, 1e-9):.1f}", failed=len(failures))
+    bar.close()
+    return failures
+
+
+@exit_on_input_error
+def main(argv=None):
+    setup_logging()
+    return extract(parse_args(argv))

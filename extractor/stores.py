@@ -1,0 +1,135 @@
+"""Where features go, and how a rerun knows what is already done.
+
+npy: <save_dir>/<video id>.npy, each written atomically: it exists only when complete.
+hdf5: <save_dir>/features.h5, one dataset per video id with attributes. HDF5 files are not safe
+to append to when a process is killed, so each video is first written atomically to
+<save_dir>/.staging/<id>.npz and merged into a fresh copy of the store that replaces the old
+one by rename (once per run, by one process).
+"""
+import glob
+import os
+import shutil
+
+import numpy as np
+
+from videotag.fsutil import atomic_open, atomic_path
+
+from .resnet import FEATURE_DIM
+
+STORE_NAME = "features.h5"
+STAGING = ".staging"
+
+
+def expected_shape(seg_num):
+    return (seg_num, FEATURE_DIM)
+
+
+class NpyStore:
+    format = "npy"
+
+    def __init__(self, save_dir):
+        self.save_dir = save_dir
+
+    def path(self, video_id):
+        return os.path.join(self.save_dir, video_id + ".npy")
+
+    def completed(self, video_ids, seg_num):
+        done = set()
+        for video_id in video_ids:
+            try:
+                if np.load(self.path(video_id), mmap_mode="r").shape == expected_shape(seg_num):
+                    done.add(video_id)
+            except (OSError, ValueError):
+                pass
+        return done
+
+    def write(self, result):
+        with atomic_path(self.path(result.video.video_id)) as tmp:
+            np.save(tmp, result.features)
+
+    def list_path(self, video_id):
+        return video_id + ".npy"
+
+    def finalize(self):
+        pass
+
+
+class Hdf5Store:
+    format = "hdf5"
+
+    def __init__(self, save_dir):
+        self.save_dir = save_dir
+        self.store = os.path.join(save_dir, STORE_NAME)
+        self.staging = os.path.join(save_dir, STAGING)
+
+    def staged(self, video_id):
+        return os.path.join(self.staging, video_id + ".npz")
+
+    def completed(self, video_ids, seg_num):
+        import h5py
+
+        shape, done = expected_shape(seg_num), set()
+        stored = h5py.File(self.store, "r") if os.path.exists(self.store) else None
+        try:
+            for video_id in video_ids:
+                if stored is not None and video_id in stored and stored[video_id].shape == shape:
+                    done.add(video_id)
+                    continue
+                try:
+                    with np.load(self.staged(video_id)) as staged:
+                        if staged["features"].shape == shape:
+                            done.add(video_id)
+                except (OSError, ValueError, KeyError):
+                    pass
+        finally:
+            if stored is not None:
+                stored.close()
+        return done
+
+    def write(self, result):
+        info = result.info
+        with atomic_path(self.staged(result.video.video_id)) as tmp:
+            np.savez(tmp, features=result.features, source=info["source"], fps=info["fps"],
+                     frame_count=info["frame_count"], indices=np.asarray(info["indices"], "int64"))
+
+    def list_path(self, video_id):
+        return f"{STORE_NAME}#{video_id}"
+
+    def finalize(self):
+        """Merge staged videos into the store: copy, append, rename over."""
+        import h5py
+
+        staged = sorted(glob.glob(os.path.join(self.staging, "**", "*.npz"), recursive=True))
+        if not staged:
+            return
+        with atomic_path(self.store) as tmp:
+            if os.path.exists(self.store):
+                shutil.copyfile(self.store, tmp)
+            with h5py.File(tmp, "a") as store:
+                for path in staged:
+                    video_id = os.path.relpath(path, self.staging)[:-len(".npz")]
+                    with np.load(path) as item:
+                        if video_id in store:
+                            del store[video_id]
+                        dataset = store.create_dataset(video_id, data=item["features"])
+                        dataset.attrs["source"] = str(item["source"])
+                        dataset.attrs["fps"] = float(item["fps"])
+                        dataset.attrs["frame_count"] = int(item["frame_count"])
+                        dataset.attrs["indices"] = item["indices"]
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def make_store(fmt, save_dir):
+    return {"npy": NpyStore, "hdf5": Hdf5Store}[fmt](save_dir)
+
+
+def remove_stale_temporaries(save_dir):
+    """Temporary files left by a killed run (atomic writes that never reached their rename)."""
+    for path in glob.glob(os.path.join(save_dir, "**", ".*.tmp.*"), recursive=True):
+        if os.path.isfile(path):
+            os.remove(path)
+
+
+def write_text(path, lines):
+    with atomic_open(path) as f:
+        f.writelines(line + "\n" for line in lines)

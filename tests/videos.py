@@ -1,0 +1,28 @@
+"""Real mp4 test videos (OpenCV mp4v, readable by decord) whose frames tell their index."""
+import os
+
+import cv2
+import numpy as np
+
+
+def frame_pattern(index, height, width, seed=0):
+    """RGB frame number `index`: a smooth random picture plus an index code (red steps by 28 with
+    index % 8, green with index // 8, unique up to 64 frames) that survives compression."""
+    rng = np.random.default_rng(seed)
+    base = cv2.resize(rng.integers(0, 40, (4, 4, 3), dtype=np.uint8), (width, height),
+                      interpolation=cv2.INTER_LINEAR).astype(np.int32)
+    base[..., 0] += (index % 8) * 28
+    base[..., 1] += (index // 8 % 8) * 28
+    return base.clip(0, 255).astype(np.uint8)
+
+
+def write_video(path, num_frames=12, height=48, width=64, fps=10.0, seed=0):
+    """Write `num_frames` frames of frame_pattern to `path` (.mp4) and return the path."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write {path}")
+    for index in range(num_frames):
+        writer.write(cv2.cvtColor(frame_pattern(index, height, width, seed), cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path

@@ -1,0 +1,129 @@
+"""bash run.sh demo [HEAD]: both stages, end to end, on a small generated video library (CPU, minutes).
+
+make library -> extract frame features -> train HEAD -> evaluate next to chance -> tag test videos.
+The backbone has random weights unless --weights is given: features then carry brightness, texture
+and their changes over time well, colours and shapes poorly, and the figures say so.
+"""
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+
+import videotag  # noqa: F401  (sets OMP_NUM_THREADS before paddle loads)
+
+from . import synthetic
+from .errors import InputError, exit_on_input_error
+
+# Few segments and a small crop, so that extraction fits a 2-core machine in about a minute.
+EXTRACT = ["INFER.seg_num=8", "INFER.short_size=64", "INFER.target_size=64", "INFER.batch_size=32"]
+TRAIN = ["TRAIN.batch_size=16", "TRAIN.epoch=30", "TRAIN.optimizer=Adam", "TRAIN.learning_rate=0.001",
+         "TRAIN.lr_schedule=constant", "TRAIN.weight_decay=0", "MODEL.drop_rate=0.2",
+         "VALID.batch_size=48", "TEST.batch_size=48", "INFER.batch_size=48"]
+HEAD_SIZES = {
+    "AttentionLSTM": ["MODEL.embedding_size=128", "MODEL.lstm_size=64", "MODEL.hidden_sizes=[256, 128]"],
+    "AttentionCluster": ["MODEL.seg_num=8", "MODEL.cluster_nums=8", "MODEL.hidden_sizes=[256, 128]"],
+    "NeXtVLAD": ["MODEL.cluster_size=16", "MODEL.groups=4", "MODEL.hidden_size=256", "MODEL.gating_reduction=4"],
+}
+SPLITS = ("train", "val", "test")
+
+
+def extract_library(library, save_dir, weights):
+    """Features of every split, with one backbone; returns {split: features.list}."""
+    from extractor import cli as extractor_cli
+    from extractor.pipeline import backbone_from_config
+    from videotag.config import load_config
+
+    lists, backbone = {}, None
+    for split in SPLITS:
+        argv = ["--filelist", library["lists"][split], "--save_dir", os.path.join(save_dir, split)]
+        argv += ["--weights", weights] if weights else []
+        for item in EXTRACT:
+            argv += ["-o", item]
+        args = extractor_cli.parse_args(argv)
+        if backbone is None:
+            backbone = backbone_from_config(load_config(args.config, args.override), weights, args.backend,
+                                            args.cache_dir)
+        if extractor_cli.extract(args, backbone=backbone) != 0:
+            raise InputError(f"some videos failed, see {args.save_dir}/failures.txt", library["lists"][split])
+        lists[split] = os.path.join(save_dir, split, extractor_cli.FEATURE_LIST)
+    return lists
+
+
+def chance_baselines(lists, num_classes):
+    """Metrics of guessing: random scores, and every video scored by the classes' training frequency."""
+    from sequence.data import read_feature_list
+    from sequence.metrics import all_metrics
+
+    def multi_hot(path):
+        videos = read_feature_list(path, num_classes)
+        labels = np.zeros((len(videos), num_classes))
+        for row, video in enumerate(videos):
+            labels[row, video.labels] = 1
+        return labels
+
+    train, test = multi_hot(lists["train"]), multi_hot(lists["test"])
+    random_scores = np.random.default_rng(0).random(test.shape)
+    prior = np.tile(train.mean(axis=0), (len(test), 1))
+    return {"random scores": all_metrics(random_scores, test), "class frequency": all_metrics(prior, test)}
+
+
+def print_report(head, metrics, baselines, predictions_path, library, lists, seconds, weights):
+    names = library["label_names"]
+    print(f"\n=== {head} on the demo library ({'random' if not weights else 'given'} backbone weights) ===")
+    print(f"{'':<18}{'GAP':>8}{'Hit@1':>8}{'PERR':>8}{'mAP':>8}")
+    for label, row in [(head, metrics), *baselines.items()]:
+        print(f"{label:<18}" + "".join(f"{row[k]:>8.3f}" for k in ("gap", "hit_at_one", "perr", "map")))
+    truth = {}
+    with open(lists["test"]) as f:
+        for line in f:
+            path, *labels = line.split()
+            truth[path] = [names[int(c)] for c in labels]
+    print("\nTags of a few test videos (top 5, probability) beside their true labels:")
+    with open(predictions_path) as f:
+        for line in list(f)[:5]:
+            row = json.loads(line)
+            tags = ", ".join(f"{t['class_name']} {t['probability']:.2f}" for t in row["tags"])
+            print(f"  {os.path.basename(row['video'])}\n    predicted: {tags}\n    true:      "
+                  f"{', '.join(truth[row['video']])}")
+    print(f"\nboth stages in {seconds:.0f} s; outputs in {os.path.dirname(predictions_path)}")
+
+
+@exit_on_input_error
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="bash run.sh demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("head", nargs="?", default="AttentionLSTM", choices=sorted(HEAD_SIZES))
+    parser.add_argument("--weights", help="backbone checkpoint (VideoTag tsn.pdparams, PaddleVideo or ours)")
+    parser.add_argument("--library", default="data/demo", help="where the generated videos go (made once)")
+    parser.add_argument("--save_dir", default="output/demo", help="features, checkpoints, metrics, tags")
+    parser.add_argument("--num_videos", type=int, default=240)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    start = time.time()
+
+    library = synthetic.make_library(args.library, num_videos=args.num_videos, seed=args.seed)
+    feature_dir = os.path.join(args.save_dir, "features-" + ("random" if not args.weights else "given"))
+    lists = extract_library(library, feature_dir, args.weights)
+
+    import eval as eval_cli
+    import predict as predict_cli
+    import train as train_cli
+
+    head_dir = os.path.join(args.save_dir, args.head)
+    common = ["--model_name", args.head, "--save_dir", head_dir]
+    for item in HEAD_SIZES[args.head] + TRAIN + [
+            f"MODEL.num_classes={len(library['label_names'])}", f"TRAIN.filelist={lists['train']}",
+            f"VALID.filelist={lists['val']}", f"TEST.filelist={lists['test']}", f"INFER.filelist={lists['test']}"]:
+        common += ["-o", item]
+    train_cli.main(common)
+    best = os.path.join(head_dir, f"{args.head}_best.pdparams")
+    metrics = eval_cli.main(common + ["--weights", best])
+    predict_cli.main(common + ["--weights", best, "--label_file", library["labels_file"], "--topk", "5"])
+    print_report(args.head, metrics, chance_baselines(lists, len(library["label_names"])),
+                 os.path.join(head_dir, "predictions.jsonl"), library, lists, time.time() - start, args.weights)
+
+
+if __name__ == "__main__":
+    main()
