@@ -39,6 +39,10 @@ def make_task(model_name, cfg):
 
     if model_name in HEADS:
         return SequenceTask(model_name, cfg)
+    if model_name == "TSN":
+        from extractor.tsn import TSNTask
+
+        return TSNTask(cfg)
     from .errors import InputError
 
-    raise InputError(f"unknown model '{model_name}'; choose one of {', '.join(HEADS)}")
+    raise InputError(f"unknown model '{model_name}'; choose one of {', '.join(HEADS)}, TSN")
