@@ -19,6 +19,8 @@ usage: bash run.sh VERB [ARGS...]
   train MODEL [ARGS]         train AttentionLSTM, AttentionCluster, NeXtVLAD (or TSN) on every visible GPU
   eval MODEL --weights W     metrics on the config's TEST list -> <save_dir>/metrics.json
   predict MODEL --weights W  tags of a feature list -> <save_dir>/predictions.jsonl
+  tag --model M --weights W  videos -> tags, timelines, report in one resumable pass (predict.py --help)
+  export ARGS                Paddle inference models of backbone and head (python -m videotag.export)
   test [PYTEST ARGS]         the test suite
 Each verb passes its remaining arguments on; `bash run.sh VERB --help` shows them.
 USAGE
@@ -93,6 +95,8 @@ case "$verb" in
   train) setup; model_verb train.py "$@" ;;
   eval) setup; model_verb eval.py "$@" ;;
   predict) setup; model_verb predict.py "$@" ;;
+  tag) setup; launch predict.py "$@" ;;
+  export) setup; exec "$VENV/bin/python" -m videotag.export "$@" ;;
   demo) setup; exec "$VENV/bin/python" -m videotag.demo "$@" ;;
   extract) setup; launch -m extractor "$@" ;;
   test) setup; exec "$VENV/bin/python" -m pytest -q tests "$@" ;;

@@ -9,7 +9,7 @@ from .config import default_config_path, load_config
 
 def parser(description, weights_help=None):
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--model_name", required=True,
+    p.add_argument("--model_name", "--model", required=True,
                    help="AttentionLSTM, AttentionCluster, NeXtVLAD (stage two) or TSN (stage one)")
     p.add_argument("--config", help="yaml config (default: the model's file in configs/)")
     p.add_argument("-o", "--override", action="append", default=[], metavar="SECTION.key=value",

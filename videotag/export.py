@@ -1,0 +1,85 @@
+"""Paddle inference models of both stages, for `predict.py --inference_dir DIR` (and any
+paddle.inference deployment): DIR/backbone.* (images [N, 3, S, S] -> [N, 2048]), DIR/head.*
+(features [B, T, D] and mask [B, T] -> logits [B, classes]; batch and time dynamic) and
+DIR/export.json, the settings they were exported with (written last: a folder without it is
+incomplete).
+
+    python -m videotag.export --model AttentionLSTM --weights out/AttentionLSTM_best.pdparams \
+        --extractor_weights tsn.pdparams --save_dir inference/
+"""
+import json
+import logging
+import os
+
+import videotag  # noqa: F401  (sets OMP_NUM_THREADS before paddle loads)
+
+from . import cli
+from .config import load_config
+from .errors import exit_on_input_error
+from .fsutil import atomic_open
+from .tagging import MANIFEST, add_extractor_arguments, check_head_takes_extractor_features
+
+log = logging.getLogger("videotag")
+HEAD, BACKBONE = "head", "backbone"
+
+
+def model_file(prefix):
+    """Paddle 3.x saves the program as <prefix>.json, Paddle 2.6 as <prefix>.pdmodel."""
+    for ext in (".json", ".pdmodel"):
+        if os.path.exists(prefix + ext):
+            return prefix + ext
+    raise FileNotFoundError(f"no {prefix}.json or {prefix}.pdmodel")
+
+
+def head_input_spec(model_cfg):
+    from paddle.static import InputSpec
+
+    return [[InputSpec([None, None, dim], "float32", name=name)
+             for name, dim in zip(model_cfg["feature_names"], model_cfg["feature_dims"])],
+            InputSpec([None, None], "float32", name="mask")]
+
+
+def export(args, cfg, task, extractor_cfg):
+    import paddle
+    from extractor.predictor import INPUT_NAME, build_model
+
+    from .checkpoint import load_exact
+
+    os.makedirs(args.save_dir, exist_ok=True)
+    head = task.build_model()
+    load_exact(head, args.weights, task.model_name)
+    head.eval()
+    # full_graph: without it Paddle 3.x traces in SOT mode and ignores the input_spec (docs/MODELS.md).
+    paddle.jit.save(paddle.jit.to_static(head, input_spec=head_input_spec(cfg.MODEL), full_graph=True),
+                    os.path.join(args.save_dir, HEAD))
+    size = int(extractor_cfg.INFER.target_size)
+    backbone = build_model(int(extractor_cfg.MODEL.num_layers), args.extractor_weights)
+    paddle.jit.save(backbone, os.path.join(args.save_dir, BACKBONE),
+                    input_spec=[paddle.static.InputSpec([None, 3, size, size], "float32", INPUT_NAME)])
+    manifest = {"model_name": task.model_name, "head": HEAD, "backbone": BACKBONE,
+                "model": dict(cfg.MODEL),
+                "extractor": {"MODEL": {"num_layers": extractor_cfg.MODEL.num_layers},
+                              "INFER": dict(extractor_cfg.INFER)},
+                "weights": os.path.abspath(args.weights),
+                "extractor_weights": args.extractor_weights and os.path.abspath(args.extractor_weights),
+                "paddle": paddle.__version__}
+    with atomic_open(os.path.join(args.save_dir, MANIFEST)) as f:
+        json.dump(manifest, f, indent=2)
+    log.info("exported %s and the ResNet-%d backbone (%dx%d crops) to %s", task.model_name,
+             extractor_cfg.MODEL.num_layers, size, size, args.save_dir)
+
+
+@exit_on_input_error
+def main(argv=None):
+    p = cli.parser(__doc__, weights_help="the .pdparams of the head")
+    p.prog = "python -m videotag.export"
+    add_extractor_arguments(p)
+    args = p.parse_args(argv)
+    args.save_dir = args.save_dir or os.path.join("output", args.model_name, "inference")
+    cfg, task = cli.setup(args)
+    check_head_takes_extractor_features(cfg.MODEL, cfg.path)
+    export(args, cfg, task, load_config(args.extractor_config, args.extractor_override))
+
+
+if __name__ == "__main__":
+    main()
