@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import decord
 import numpy as np
 
-from sequence.data import rank_shares, read_ahead
+from sequence.data import list_shares, read_ahead
 from videotag.errors import InputError
 
 from .sampling import crop_frames, normalize, resize_short_side, segment_middles
@@ -124,13 +124,8 @@ class VideoListSource:
 
     def batches(self, rank=0, world=1, shuffle=False, drop_last=False, epoch=0, seed=0):
         """Yield this process's Batch of each global batch; videos are decoded ahead in threads."""
-        if drop_last and len(self.videos) < self.batch_size:
-            raise InputError(f"batch_size {self.batch_size} is larger than the {len(self.videos)} videos listed",
+        shares = list_shares(len(self.videos), self.batch_size, rank, world, shuffle, drop_last, epoch, seed,
                              self.list_path)
-        order = np.arange(len(self.videos))
-        if shuffle:
-            order = np.random.default_rng([seed, epoch]).permutation(order)
-        shares = rank_shares(order, self.batch_size, rank, world, drop_last)
         load = functools.partial(self.load, epoch=epoch, seed=seed)
         for share, crops in read_ahead(shares, load, self.num_workers):
             images = np.stack([normalize(c) for c in crops])

@@ -177,6 +177,16 @@ def rank_shares(items, batch_size, rank, world, drop_last):
         yield last
 
 
+def list_shares(num_videos, batch_size, rank, world, shuffle, drop_last, epoch, seed, list_path):
+    """rank_shares over the positions of a list's videos, shuffled by (seed, epoch) when asked."""
+    if drop_last and num_videos < batch_size:
+        raise InputError(f"batch_size {batch_size} is larger than the {num_videos} videos listed", list_path)
+    order = np.arange(num_videos)
+    if shuffle:
+        order = np.random.default_rng([seed, epoch]).permutation(order)
+    return rank_shares(order, batch_size, rank, world, drop_last)
+
+
 def read_ahead(shares, load, num_workers, depth=2):
     """Yield (share, [load(item) for item in share]) for each share, loading the next `depth`
     shares in threads meanwhile (file reads and numpy release the GIL)."""
@@ -241,13 +251,8 @@ class FeatureListSource:
 
     def batches(self, rank=0, world=1, shuffle=False, drop_last=False, epoch=0, seed=0):
         """Yield this process's Batch of each global batch; files are read ahead in threads."""
-        if drop_last and len(self.videos) < self.batch_size:
-            raise InputError(f"batch_size {self.batch_size} is larger than the {len(self.videos)} videos listed",
+        shares = list_shares(len(self.videos), self.batch_size, rank, world, shuffle, drop_last, epoch, seed,
                              self.list_path)
-        order = np.arange(len(self.videos))
-        if shuffle:
-            order = np.random.default_rng([seed, epoch]).permutation(order)
-        shares = rank_shares(order, self.batch_size, rank, world, drop_last)
         for share, samples in read_ahead(shares, self.load, self.num_workers):
             features, mask, labels = pad_batch(samples, self.num_classes)
             yield Batch(np.array(share), [self.videos[i].name for i in share], features, mask, labels)
