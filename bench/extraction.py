@@ -1,0 +1,231 @@
+"""Extraction speed, as ratios measured in one run on this machine:
+
+  1. backbone limit     ResNet-101 images/s through the extractor's own predictor
+                        (extractor.predictor.create_backbone -> InferenceBackbone), on inputs already
+                        in memory, batch 32 (and 8, the shape of a lone 8-frame video)
+  2. ours end to end    extractor.pipeline.iter_video_features on generated clips: decoding,
+                        resize/crop, normalisation and the network; frames/s and its ratio to (1)
+  3. reference-style    how the reference extractor worked: every frame decoded with OpenCV into
+                        memory, sampled frames resized with PIL, dygraph forward; ours / it
+  6. dygraph            the same backbone in plain dygraph, images/s, and the predictor over it
+  +  onnxruntime        the exported model converted with paddle2onnx and run by onnxruntime,
+                        when both are installed (bench/requirements.txt)
+
+    .venv/bin/python bench/extraction.py [--quick] [--json out.json]
+
+Weights are random (the speed does not depend on them); 224 crop, short side 256. Clips are
+generated once into bench/.cache. --quick uses seg_num 64 instead of 300 on the 360p clip.
+"""
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  (imports videotag before paddle)
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import paddle  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from extractor.pipeline import InferSettings, iter_video_features  # noqa: E402
+from extractor.predictor import DygraphBackbone, build_model, create_backbone  # noqa: E402
+from extractor.sampling import MEAN, STD, normalize, segment_middles
+from extractor.video import read_sampled_crops  # noqa: E402
+
+SHORT, CROP, BATCH = 256, 224, 32
+
+
+def inputs(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 3, CROP, CROP), dtype=np.float32)
+
+
+def images_per_second(backbone, batch, calls):
+    x = inputs(batch)
+    backbone(x)  # warm-up: the first call of a shape builds its kernels
+    return common.rate(lambda: [backbone(x) for _ in range(calls)], batch * calls)
+
+
+def ours(backbone, paths, seg_num):
+    settings = InferSettings(seg_num=seg_num, short_size=SHORT, target_size=CROP, batch_size=BATCH,
+                             num_workers=2)
+    started = time.perf_counter()
+    frames = 0
+    for result in iter_video_features(paths, settings, backbone):
+        assert result.ok, result.error
+        frames += len(result.features)
+    return frames / (time.perf_counter() - started)
+
+
+def decode_only(paths, seg_num):
+    """frames/s of the pipeline's reading part alone (one thread): decord, resize/crop, normalise."""
+    started = time.perf_counter()
+    for path in paths:
+        crops, _ = read_sampled_crops(path, seg_num, SHORT, CROP)
+        normalize(crops)
+    return seg_num * len(paths) / (time.perf_counter() - started)
+
+
+def reference_style(dygraph, paths, seg_num):
+    """The reference extractor's way: read every frame into a list, sample, PIL resize/crop,
+    dygraph forward (batches of 32)."""
+    started = time.perf_counter()
+    frames_done = 0
+    for path in paths:
+        capture = cv2.VideoCapture(path)
+        frames = []
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        capture.release()
+        images = []
+        for index in segment_middles(len(frames), seg_num):
+            img = Image.fromarray(frames[index])
+            w, h = img.size
+            if w < h:
+                img = img.resize((SHORT, int(SHORT * h / w)), Image.BILINEAR)
+            else:
+                img = img.resize((int(SHORT * w / h), SHORT), Image.BILINEAR)
+            w, h = img.size
+            left, top = int(round((w - CROP) / 2.0)), int(round((h - CROP) / 2.0))
+            img = img.crop((left, top, left + CROP, top + CROP))
+            images.append(((np.asarray(img, dtype="float32") / 255.0 - MEAN) / STD).transpose(2, 0, 1))
+        del frames
+        batch = np.stack(images).astype("float32")
+        for start in range(0, len(batch), BATCH):
+            dygraph(batch[start:start + BATCH])
+        frames_done += len(batch)
+    return frames_done / (time.perf_counter() - started)
+
+
+def onnx_backbone(model_prefix, cache):
+    """(callable, note) for onnxruntime on the converted export, or (None, why not)."""
+    try:
+        import onnxruntime
+        import paddle2onnx
+    except ImportError as err:
+        return None, f"not installed ({err.name})"
+    onnx_path = os.path.join(cache, os.path.basename(os.path.dirname(model_prefix)) + ".onnx")
+    if not os.path.exists(onnx_path):
+        model_file = next(model_prefix + ext for ext in (".json", ".pdmodel")
+                          if os.path.exists(model_prefix + ext))
+        try:
+            paddle2onnx.export(model_file, model_prefix + ".pdiparams", onnx_path + ".tmp",
+                               opset_version=13)
+            os.replace(onnx_path + ".tmp", onnx_path)
+        except Exception as err:  # noqa: BLE001
+            return None, f"paddle2onnx failed: {type(err).__name__}: {err}"
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = os.cpu_count() or 1
+    session = onnxruntime.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return (lambda x: session.run(None, {name: x})[0]), f"onnxruntime {onnxruntime.__version__}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="seg_num 64 on the 360p clip, fewer calls")
+    parser.add_argument("--json", help="also write the figures here (for bench/chart.py)")
+    parser.add_argument("--repeat", type=int, help="rounds of (limit, ours) per clip, best of each "
+                        "(default 1, 2 with --quick)")
+    parser.add_argument("--no-reference", action="store_true", help="skip the reference-style baseline")
+    parser.add_argument("--no-onnx", action="store_true", help="skip onnxruntime")
+    args = parser.parse_args()
+    seg_360 = 64 if args.quick else 300
+    calls = 1 if args.quick else 2
+    args.repeat = args.repeat or (2 if args.quick else 1)
+    print(f"# {common.machine()}; paddle {paddle.__version__}; {common.load()} at start", flush=True)
+    clip_360, clip_720 = common.clip("360p_10s"), common.clip("720p_60s")
+
+    cache = tempfile.mkdtemp(prefix="export-", dir=common.CACHE)
+    model = build_model(101)
+    backbone = create_backbone(model=model, image_size=CROP, cache_dir=cache, max_batch=BATCH)
+    assert backbone.backend == "inference", "the predictor fell back to dygraph"
+    fig = {"machine": common.machine(), "paddle": paddle.__version__, "quick": args.quick}
+    rows = []
+
+    limit = images_per_second(backbone, BATCH, calls)
+    fig["limit"] = limit
+    rows.append(["1. backbone limit, predictor, batch 32", f"{limit:.2f} img/s", "1.00"])
+    print(f"# limit {limit:.2f} img/s (batch 32); {common.load()}", flush=True)
+
+    cases = [("360p 10 s, seg_num %d" % seg_360, [clip_360], seg_360),
+             ("720p 60 s, seg_num 8", [clip_720], 8),
+             ("4 x 720p 60 s, seg_num 8", [clip_720] * 4, 8)]
+    fig["ours"] = {}
+    for label, paths, seg in cases:
+        # The limit for this case: the same batches (32 frames, then the rest), inputs in memory.
+        frames = seg * len(paths)
+        shapes = [BATCH] * (frames // BATCH) + ([frames % BATCH] if frames % BATCH else [])
+        batches = {n: inputs(n) for n in set(shapes)}
+        for x in batches.values():
+            backbone(x)  # every shape warm for both measurements
+        case_limit = speed = 0.0
+        for _ in range(args.repeat):  # alternate, keep the best of each: load changes slowly
+            case_limit = max(case_limit, common.rate(lambda: [backbone(batches[n]) for n in shapes], frames))
+            speed = max(speed, ours(backbone, paths, seg))
+        decode = decode_only(paths, seg)
+        fig["ours"][label] = {"fps": speed, "limit": case_limit, "ratio": speed / case_limit,
+                              "decode_fps": decode}
+        rows.append([f"1. backbone limit, same batches as: {label}", f"{case_limit:.2f} img/s",
+                     f"{case_limit / limit:.2f} of batch 32"])
+        rows.append([f"2. ours end to end, {label}", f"{speed:.2f} frames/s",
+                     f"{speed / case_limit:.2f} of its limit"])
+        rows.append([f"   reading alone (decode, crop, normalise; 1 thread), {label}", f"{decode:.0f} frames/s",
+                     f"{case_limit / decode:.1%} of the network's time"])
+        print(f"# {label}: limit {case_limit:.2f} img/s, ours {speed:.2f} frames/s; {common.load()}",
+              flush=True)
+
+    dygraph = DygraphBackbone(model)
+    dyg = images_per_second(dygraph, BATCH, 1)
+    fig["dygraph"] = dyg
+    if not args.no_reference:
+        fig["reference"] = {}
+        for label, paths, seg in cases[:2]:
+            speed = reference_style(dygraph, paths, seg)
+            ratio = fig["ours"][label]["fps"] / speed
+            fig["reference"][label] = {"fps": speed, "ours_over": ratio}
+            rows.append([f"3. reference-style, {label}", f"{speed:.2f} frames/s", f"ours {ratio:.2f}x faster"])
+            print(f"# reference {label}: {speed:.2f} frames/s; {common.load()}", flush=True)
+    rows.append(["6. dygraph backbone, batch 32", f"{dyg:.2f} img/s", f"predictor {limit / dyg:.2f}x faster"])
+
+    if not args.no_onnx:
+        ort, note = onnx_backbone(backbone_prefix(cache), common.CACHE)
+        if ort is None:
+            rows.append(["+ onnxruntime (paddle2onnx)", "-", note])
+        else:
+            x = inputs(BATCH)
+            diff = float(np.abs(ort(x) - backbone(x)).max())
+            again = speed = 0.0
+            for _ in range(args.repeat):  # alternate with the predictor, best of each
+                again = max(again, images_per_second(backbone, BATCH, calls))
+                speed = max(speed, images_per_second(ort, BATCH, calls))
+            fig["onnxruntime"], fig["limit_again"] = speed, again
+            rows.append(["1. backbone limit again, predictor, batch 32", f"{again:.2f} img/s",
+                         f"{again / limit:.2f} of the first measure (load drift)"])
+            rows.append([f"+ {note} (paddle2onnx), batch 32", f"{speed:.2f} img/s",
+                         f"{speed / again:.2f}x the predictor (max |diff| {diff:.1e})"])
+    shutil.rmtree(cache, ignore_errors=True)  # this run's export (~170 MB); the .onnx stays cached
+    fig["load_end"] = os.getloadavg()
+    print()
+    print(common.table(rows, ["measure", "speed", "ratio"]))
+    print(f"\n{common.machine()}; {common.load()} at the end")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(fig, f, indent=1)
+
+
+def backbone_prefix(cache):
+    [folder] = [d for d in os.listdir(cache) if not d.startswith(".")]
+    return os.path.join(cache, folder, "backbone")
+
+
+if __name__ == "__main__":
+    main()
