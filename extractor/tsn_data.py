@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import decord
 import numpy as np
 
-from sequence.data import list_shares, read_ahead
+from sequence.data import list_entries, list_shares, read_ahead
 from videotag.errors import InputError
 
 from .sampling import crop_frames, normalize, resize_short_side, segment_middles
@@ -39,26 +39,19 @@ class Batch:
 def read_video_list(list_path, num_classes):
     """Parse `path label` lines (tab-separated when a line has a tab: paths with spaces); relative
     paths resolve against the list's folder. Errors name the list file and line."""
-    if not list_path or not os.path.isfile(list_path):
-        raise InputError("video list not found", list_path)
-    folder = os.path.dirname(os.path.abspath(list_path))
     videos = []
-    with open(list_path) as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            fields = [x.strip() for x in (line.split("\t") if "\t" in line else line.split()) if x.strip()]
-            if len(fields) != 2 or not fields[1].isdigit():
-                raise InputError("malformed line: expected 'path/to/video.mp4 label' with one non-negative "
-                                 "integer label", list_path, line_no)
-            name, label = fields[0], int(fields[1])
-            if label >= num_classes:
-                raise InputError(f"label {label} is out of range: MODEL.num_classes is {num_classes}",
-                                 list_path, line_no)
-            path = name if os.path.isabs(name) else os.path.join(folder, name)
-            if not os.path.isfile(path):
-                raise InputError(f"video file not found: {path}", list_path, line_no)
-            videos.append(LabelledVideo(name, path, label, line_no))
+    for line_no, fields, folder in list_entries(list_path, "video list"):
+        if len(fields) != 2 or not fields[1].isdigit():
+            raise InputError("malformed line: expected 'path/to/video.mp4 label' with one non-negative "
+                             "integer label", list_path, line_no)
+        name, label = fields[0], int(fields[1])
+        if label >= num_classes:
+            raise InputError(f"label {label} is out of range: MODEL.num_classes is {num_classes}",
+                             list_path, line_no)
+        path = name if os.path.isabs(name) else os.path.join(folder, name)
+        if not os.path.isfile(path):
+            raise InputError(f"video file not found: {path}", list_path, line_no)
+        videos.append(LabelledVideo(name, path, label, line_no))
     if not videos:
         raise InputError("the list is empty: no videos to read", list_path)
     return videos

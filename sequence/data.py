@@ -44,36 +44,42 @@ class Batch:
     labels: np.ndarray  # float32 [B, num_classes] multi-hot
 
 
-def read_feature_list(list_path, num_classes, need_labels=True):
-    """Parse a feature list, checking every line; errors name the list file and line."""
+def list_entries(list_path, kind="feature list"):
+    """(line number, fields, folder) of each entry of a list file. Blank and # lines are skipped;
+    a line with a tab is split on tabs (paths with spaces), others on whitespace; `folder` is
+    where relative paths resolve."""
     if not list_path or not os.path.isfile(list_path):
-        raise InputError("feature list not found", list_path)
+        raise InputError(f"{kind} not found", list_path)
     folder = os.path.dirname(os.path.abspath(list_path))
-    videos = []
     with open(list_path) as f:
         for line_no, line in enumerate(f, 1):
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            fields = line.rstrip("\n").split("\t") if "\t" in line else line.split()
-            fields = [x.strip() for x in fields if x.strip()]
-            name, label_fields = fields[0], fields[1:]
-            labels = []
-            for text in label_fields:
-                if not text.isdigit():
-                    raise InputError(f"malformed line: label '{text}' is not a non-negative integer "
-                                     f"(expected 'path label label ...')", list_path, line_no)
-                labels.append(int(text))
-            bad = [x for x in labels if x >= num_classes]
-            if bad:
-                raise InputError(f"label {bad[0]} is out of range: MODEL.num_classes is {num_classes}",
-                                 list_path, line_no)
-            if need_labels and not labels:
-                raise InputError(f"'{name}' has no labels; training and evaluation need them", list_path, line_no)
-            file_part, _, key = name.partition("#")
-            path = file_part if os.path.isabs(file_part) else os.path.join(folder, file_part)
-            if not os.path.isfile(path):
-                raise InputError(f"feature file not found: {path}", list_path, line_no)
-            videos.append(Video(name, path, key, sorted(set(labels)), list_path, line_no))
+            if line.strip() and not line.lstrip().startswith("#"):
+                fields = line.split("\t") if "\t" in line else line.split()
+                yield line_no, [x.strip() for x in fields if x.strip()], folder
+
+
+def read_feature_list(list_path, num_classes, need_labels=True):
+    """Parse a feature list, checking every line; errors name the list file and line."""
+    videos = []
+    for line_no, fields, folder in list_entries(list_path):
+        name, label_fields = fields[0], fields[1:]
+        labels = []
+        for text in label_fields:
+            if not text.isdigit():
+                raise InputError(f"malformed line: label '{text}' is not a non-negative integer "
+                                 f"(expected 'path label label ...')", list_path, line_no)
+            labels.append(int(text))
+        bad = [x for x in labels if x >= num_classes]
+        if bad:
+            raise InputError(f"label {bad[0]} is out of range: MODEL.num_classes is {num_classes}",
+                             list_path, line_no)
+        if need_labels and not labels:
+            raise InputError(f"'{name}' has no labels; training and evaluation need them", list_path, line_no)
+        file_part, _, key = name.partition("#")
+        path = file_part if os.path.isabs(file_part) else os.path.join(folder, file_part)
+        if not os.path.isfile(path):
+            raise InputError(f"feature file not found: {path}", list_path, line_no)
+        videos.append(Video(name, path, key, sorted(set(labels)), list_path, line_no))
     if not videos:
         raise InputError("the list is empty: no videos to read", list_path)
     return videos
