@@ -234,3 +234,24 @@ def test_head_learns_which_prototypes_a_sequence_contains(name):
         scores = model([paddle.to_tensor(test_frames)], paddle.to_tensor(test_mask)).numpy()
     # Chance is the positive rate, about 0.35.
     assert mean_average_precision(scores, test_labels) > 0.9
+
+
+def test_nextvlad_eigen_file_rescales_rgb(tmp_path):
+    rng = np.random.default_rng(0)
+    eigenvalues = rng.uniform(0.1, 4.0, (FEATURE_DIMS[0] + 3, 1))  # stored as [n, 1], like the reference file
+    np.save(tmp_path / "eigenvals.npy", eigenvalues)
+    sizes = dict(num_classes=NUM_CLASSES, feature_dims=FEATURE_DIMS, cluster_size=4, groups=2, hidden_size=8,
+                 gating_reduction=2, drop_rate=0.0)
+    paddle.seed(0)
+    scaled = NeXtVLAD(eigen_file=str(tmp_path / "eigenvals.npy"), **sizes)
+    plain = NeXtVLAD(**sizes)
+    plain.set_state_dict({k: v for k, v in scaled.state_dict().items() if k != "rgb_scale"})
+    scaled.eval(), plain.eval()
+    features, mask = padded_batch(random_sequences([5, 3], rng), 6, rng)
+    scale = np.sqrt(eigenvalues[:FEATURE_DIMS[0], 0]) + 1e-4
+    by_hand = [(features[0] - 4.0 / 512) * paddle.to_tensor(scale, dtype="float32")] + features[1:]
+    np.testing.assert_allclose(scaled(features, mask).numpy(), plain(by_hand, mask).numpy(), rtol=1e-5, atol=1e-6)
+    assert scaled.rgb_scale.stop_gradient
+    with pytest.raises(InputError, match="eigenvalues"):
+        np.save(tmp_path / "short.npy", eigenvalues[:3])
+        NeXtVLAD(eigen_file=str(tmp_path / "short.npy"), **sizes)

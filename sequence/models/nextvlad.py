@@ -5,6 +5,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from videotag.errors import InputError
+
 
 class NeXtVLADEncoder(nn.Layer):
     """Frames [B, T, D] -> [B, cluster_size * expansion * D / groups]."""
@@ -57,8 +59,13 @@ class NeXtVLAD(nn.Layer):
     """logits = model(features, mask): features is a list of [B, T, D_i], mask is [B, T]."""
 
     def __init__(self, num_classes, feature_dims, cluster_size=128, groups=8, expansion=2,
-                 hidden_size=2048, gating_reduction=8, drop_rate=0.5):
+                 hidden_size=2048, gating_reduction=8, drop_rate=0.5, eigen_file=None):
         super().__init__()
+        self.rgb_scale = None
+        if eigen_file:  # YouTube-8M: rgb reweighted by the square roots of its PCA eigenvalues
+            self.rgb_scale = self.create_parameter([feature_dims[0]], default_initializer=nn.initializer.Assign(
+                eigen_scale(eigen_file, feature_dims[0])))
+            self.rgb_scale.stop_gradient = True
         self.encoders = nn.LayerList(
             [NeXtVLADEncoder(dim, cluster_size, groups, expansion) for dim in feature_dims])
         vlad_dim = sum(cluster_size * expansion * dim // groups for dim in feature_dims)
@@ -75,8 +82,24 @@ class NeXtVLAD(nn.Layer):
     def forward(self, features, mask):
         if len(features) != len(self.encoders):
             raise ValueError(f"expected {len(self.encoders)} feature tensors, got {len(features)}")
+        if self.rgb_scale is not None:
+            features = [(features[0] - 4.0 / 512) * self.rgb_scale] + list(features[1:])
         pooled = [encoder(frames, mask) for encoder, frames in zip(self.encoders, features)]
         hidden = self.hidden_bn(self.hidden(self.dropout(paddle.concat(pooled, axis=1))))
         gates = F.relu(self.gate_bn(self.gate_squeeze(hidden)))
         gates = F.sigmoid(self.gate_excite(gates))
         return self.classifier(hidden * gates)
+
+
+def eigen_scale(eigen_file, dim):
+    """sqrt of the first `dim` eigenvalues in an .npy of shape [>= dim] or [>= dim, 1], plus 1e-4
+    (the reference NeXtVLAD reader's rgb scaling, applied after dequantisation)."""
+    import numpy as np
+
+    try:
+        values = np.load(eigen_file).reshape(-1)
+    except Exception as err:
+        raise InputError(f"cannot read eigenvalues ({type(err).__name__}: {err})", eigen_file) from None
+    if values.size < dim or not np.isfinite(values[:dim]).all() or (values[:dim] < 0).any():
+        raise InputError(f"expected at least {dim} finite non-negative eigenvalues, found {values.size}", eigen_file)
+    return (np.sqrt(values[:dim]) + 1e-4).astype("float32")
