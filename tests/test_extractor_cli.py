@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
+from launch import launch_two
 from videos import write_video
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -82,12 +83,9 @@ def test_two_processes_share_the_work_and_match_one(resumed_run, video_list, tmp
     listing, _ = video_list
     single_dir = resumed_run[0]
     save_dir, log_dir = tmp_path / "feats", tmp_path / "logs"
-    command = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node=2",
-               "--log_dir", str(log_dir), "-m", "extractor", "--filelist", str(listing),
-               "--save_dir", str(save_dir), "--format", "hdf5", *TINY]
-    result = subprocess.run(command, cwd=ROOT, env=run_env(), capture_output=True, text=True)
-    logs = "".join(open(path).read() for path in sorted(glob.glob(str(log_dir / "workerlog.*"))))
-    assert result.returncode == 0, logs
+    status, logs = launch_two(["-m", "extractor", "--filelist", str(listing), "--save_dir", str(save_dir),
+                               "--format", "hdf5", *TINY], log_dir)
+    assert status == 0, logs
     shares = [f"[extractor rank {rank}] INFO: {NUM_VIDEOS // 2} videos: 0 already done, "
               f"{NUM_VIDEOS // 2} to extract" for rank in (0, 1)]
     assert all(share in logs for share in shares), logs

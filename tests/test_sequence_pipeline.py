@@ -1,11 +1,8 @@
 """train.py / eval.py / predict.py end to end on synthetic features: learning, checkpoints, resume,
 fine-tuning, several processes, and bad input."""
-import glob
 import json
 import logging
 import os
-import subprocess
-import sys
 
 import numpy as np
 import paddle
@@ -15,6 +12,7 @@ import eval as eval_cli
 import predict as predict_cli
 import train as train_cli
 from features import write_feature_dataset
+from launch import launch_two
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {
@@ -134,12 +132,8 @@ def test_two_processes_equal_one(dataset, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     train_cli.main(cli_args("AttentionLSTM", dataset, one, epochs=1, optimizer="Momentum", lr=0.05))
     args_two = cli_args("AttentionLSTM", dataset, two, epochs=1, optimizer="Momentum", lr=0.05)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    run = subprocess.run([sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node=2",
-                          "--log_dir", str(tmp_path / "log"), "train.py"] + args_two,
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    logs = "".join(open(p).read() for p in glob.glob(str(tmp_path / "log" / "*")))
-    assert run.returncode == 0, run.stderr[-3000:] + logs[-3000:]
+    status, logs = launch_two(["train.py"] + args_two, tmp_path / "log")
+    assert status == 0, logs[-6000:]
     a, b = params(one / "AttentionLSTM_epoch1.pdparams"), params(two / "AttentionLSTM_epoch1.pdparams")
     for k in a:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=1e-5, err_msg=k)

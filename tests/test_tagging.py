@@ -16,6 +16,7 @@ import pytest
 
 import predict as predict_cli
 from extractor import cli as extractor_cli
+from launch import launch_two
 from sequence.models import build_model
 from videotag import export as export_cli
 from videotag import tagging
@@ -216,14 +217,10 @@ def test_exported_models_equal_dygraph(library, dygraph_tagged, tmp_path):
 
 def test_two_processes_equal_one(library, dygraph_tagged, tmp_path):
     save_dir = tmp_path / "two"
-    run = subprocess.run([sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node=2", "--log_dir",
-                          str(tmp_path / "log"), "predict.py",
-                          *tag_args(library, save_dir, "--extractor_backend", "dygraph")],
-                         cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT),
-                         capture_output=True, text=True, timeout=300)
-    logs = "".join(open(p).read() for p in glob.glob(str(tmp_path / "log" / "*")))
-    assert run.returncode != 0, "a video failed: the run must say so"
-    assert (save_dir / "failures.txt").read_text().startswith(BROKEN + "\t"), run.stderr[-2000:] + logs[-3000:]
+    status, logs = launch_two(["predict.py", *tag_args(library, save_dir, "--extractor_backend", "dygraph")],
+                              tmp_path / "log")
+    assert status != 0, "a video failed: the run must say so"
+    assert (save_dir / "failures.txt").read_text().startswith(BROKEN + "\t"), logs[-5000:]
     assert not (save_dir / tagging.PARTS).exists()  # merged by rank 0
     assert_same_tags(predictions(dygraph_tagged["save_dir"]), predictions(save_dir), atol=1e-5)
     assert [r["video"] for r in predictions(save_dir)] == library["good"]

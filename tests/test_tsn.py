@@ -1,6 +1,5 @@
 """TSN fine-tuning end to end on tiny generated videos: learning, top-1/top-5, resume, two processes,
 --pretrain from another naming scheme, extraction with the tuned weights, bad video lists."""
-import glob
 import json
 import os
 import subprocess
@@ -18,6 +17,7 @@ from extractor.resnet import ResNet
 from extractor.sampling import normalize
 from extractor.tsn import TSN, main as convert_cli
 from extractor.tsn_data import VideoListSource
+from launch import launch_two
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLOURS = [(220, 30, 30), (30, 40, 220)]  # class 0 red, class 1 blue
@@ -105,12 +105,8 @@ def test_resume_equals_uninterrupted(videos, trained, tmp_path):
 def test_two_processes_equal_one(videos, trained, tmp_path):
     # Frozen BN (running statistics) makes each video's features independent of the batch split;
     # with batch statistics each process would normalise only its own half of the batch.
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    run = subprocess.run([sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node=2",
-                          "--log_dir", str(tmp_path / "log"), "train.py"] + tsn_args(videos, tmp_path / "two", epochs=2),
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    logs = "".join(open(p).read() for p in glob.glob(str(tmp_path / "log" / "*")))
-    assert run.returncode == 0, run.stderr[-3000:] + logs[-3000:]
+    status, logs = launch_two(["train.py"] + tsn_args(videos, tmp_path / "two", epochs=2), tmp_path / "log")
+    assert status == 0, logs[-6000:]
     assert_same_params(params(trained / "TSN_epoch2.pdparams"), params(tmp_path / "two" / "TSN_epoch2.pdparams"),
                        rtol=1e-4, atol=1e-5)
     assert sorted(os.listdir(tmp_path / "two")) == ["TSN_best.pdparams", "TSN_epoch1.pdopt", "TSN_epoch1.pdparams",

@@ -4,8 +4,6 @@ import glob
 import json
 import os
 import pickle
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,6 +11,7 @@ import pytest
 import eval as eval_cli
 import predict as predict_cli
 import train as train_cli
+from launch import launch_two
 from sequence import yt8m
 from test_sequence_pipeline import ROOT, cli_args, expect_input_error, params
 
@@ -160,13 +159,9 @@ def test_two_processes_equal_one(shards, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     extra = ("TRAIN.shuffle_buffer=8", "TRAIN.epoch=2")
     train_cli.main(yt8m_args("AttentionLSTM", shards, one, *extra, optimizer="Momentum", lr=0.05))
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    run = subprocess.run([sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node=2",
-                          "--log_dir", str(tmp_path / "log"), "train.py"]
-                         + yt8m_args("AttentionLSTM", shards, two, *extra, optimizer="Momentum", lr=0.05),
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    logs = "".join(open(p).read() for p in glob.glob(str(tmp_path / "log" / "*")))
-    assert run.returncode == 0, run.stderr[-3000:] + logs[-3000:]
+    status, logs = launch_two(["train.py"] + yt8m_args("AttentionLSTM", shards, two, *extra, optimizer="Momentum",
+                                                       lr=0.05), tmp_path / "log")
+    assert status == 0, logs[-6000:]
     a, b = params(one / "AttentionLSTM_epoch2.pdparams"), params(two / "AttentionLSTM_epoch2.pdparams")
     for k in a:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=1e-5, err_msg=k)
