@@ -4,11 +4,9 @@ segment features, one fc; single-label softmax cross-entropy; top-1 / top-5 accu
 The model holds the backbone as `backbone` and the classifier as `fc`, so a TSN checkpoint
 loads straight into the extractor (extractor/weights.py strips `backbone.` and ignores `fc`).
 
-`--pretrain` loads parameters by name (ours: `backbone.stem.conv.weight`, ...). Convert an
-ImageNet or VideoTag checkpoint in another naming scheme first:
-    python -m extractor.tsn --convert resnet101_static.pdparams --out imagenet_r101.pdparams
+`--pretrain` takes our TSN checkpoints and any ResNet the extractor reads (VideoTag static,
+PaddleVideo dygraph, a bare ResNet): its backbone is renamed to ours, its classifier dropped.
 """
-import argparse
 import logging
 
 import numpy as np
@@ -16,7 +14,7 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
-from videotag.errors import InputError, exit_on_input_error
+from videotag.errors import InputError
 
 from .resnet import FEATURE_DIM, ResNet
 from .tsn_data import VideoListSource
@@ -63,6 +61,18 @@ class TSNTask:
             raise InputError(f"the config is for {cfg.MODEL['name']}, not TSN", cfg.path)
         self.cfg = cfg
 
+    def convert_pretrained(self, state, model):
+        """--pretrain: our TSN names pass as they are; a ResNet in another scheme the extractor reads
+        (VideoTag static, PaddleVideo dygraph, a bare ResNet) is renamed onto `backbone.*`, and its
+        classifier dropped."""
+        from .weights import convert_state
+
+        backbone_state = model.backbone.state_dict()
+        if any(key.startswith("backbone.") and key[len("backbone."):] in backbone_state for key in state):
+            return state
+        converted, _, _ = convert_state(state, backbone_state, model.backbone.depth)
+        return {f"backbone.{key}": value for key, value in converted.items()}
+
     def build_model(self):
         model_cfg = self.cfg.MODEL
         return TSN(int(model_cfg.num_layers), int(model_cfg.num_classes), model_cfg.get("drop_rate", 0.0),
@@ -90,32 +100,3 @@ class TSNTask:
         loss = -log_softmax(logits)[np.arange(len(labels)), labels].mean()
         return {"top1": top_k_accuracy(logits, labels, 1),
                 "top5": top_k_accuracy(logits, labels, min(5, logits.shape[1])), "loss": float(loss) + 0.0}  # no -0.0
-
-
-def convert_for_pretrain(in_path, out_path, depth):
-    """Write `in_path` (a ResNet in any scheme extractor.weights reads) under TSN's names, for --pretrain."""
-    from .weights import load_weights
-
-    backbone = ResNet(depth)
-    missing, _ = load_weights(backbone, in_path)
-    if missing:
-        raise InputError(f"{len(missing)} backbone weights missing (e.g. {missing[0]}): not a ResNet-{depth}?",
-                         in_path)
-    paddle.save({f"backbone.{k}": v for k, v in backbone.state_dict().items()}, out_path)
-    log.info("wrote %s: the ResNet-%d backbone of %s under TSN's names (fc left for fine-tuning)",
-             out_path, depth, in_path)
-
-
-@exit_on_input_error
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m extractor.tsn", description=convert_for_pretrain.__doc__)
-    p.add_argument("--convert", required=True, metavar="WEIGHTS", help="ResNet checkpoint: static, PaddleVideo or ours")
-    p.add_argument("--out", required=True, help="the .pdparams to pass to train.py --pretrain")
-    p.add_argument("--depth", type=int, default=101, help="ResNet depth (MODEL.num_layers)")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    convert_for_pretrain(args.convert, args.out, args.depth)
-
-
-if __name__ == "__main__":
-    main()

@@ -15,7 +15,7 @@ import train as train_cli
 from extractor import weights as weight_names
 from extractor.resnet import ResNet
 from extractor.sampling import normalize
-from extractor.tsn import TSN, main as convert_cli
+from extractor.tsn import TSN
 from extractor.tsn_data import VideoListSource
 from launch import launch_two
 
@@ -141,7 +141,7 @@ def test_extraction_uses_the_tuned_backbone(videos, trained, tmp_path):
 
 
 def test_pretrain_from_a_static_checkpoint(videos, tmp_path):
-    # An "ImageNet" ResNet-50 under VideoTag's static names, converted for --pretrain.
+    # An "ImageNet" ResNet-50 under VideoTag's static names, given straight to --pretrain.
     paddle.seed(7)
     resnet = ResNet(50)
     ours = {k: v.numpy() for k, v in resnet.state_dict().items()}
@@ -149,10 +149,8 @@ def test_pretrain_from_a_static_checkpoint(videos, tmp_path):
               if "_weights" in name or name.startswith("bn")}
     static["fc_0.w_0"] = np.zeros((2048, 1000), np.float32)
     paddle.save({k: paddle.to_tensor(v) for k, v in static.items()}, str(tmp_path / "static.pdparams"))
-    convert_cli(["--convert", str(tmp_path / "static.pdparams"), "--out", str(tmp_path / "tsn.pdparams"),
-                 "--depth", "50"])
     train_cli.main(tsn_args(videos, tmp_path / "tuned", "TRAIN.learning_rate=0.0", "TRAIN.weight_decay=0.0",
-                            epochs=1) + ["--pretrain", str(tmp_path / "tsn.pdparams")])
+                            epochs=1) + ["--pretrain", str(tmp_path / "static.pdparams")])
     tuned = params(tmp_path / "tuned" / "TSN_epoch1.pdparams")
     for k, v in ours.items():  # learning rate 0 and frozen BN: the loaded values stay as they were
         np.testing.assert_array_equal(tuned["backbone." + k], v, err_msg=k)

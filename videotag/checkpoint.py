@@ -44,9 +44,12 @@ def load_exact(model, path, model_name):
     model.set_state_dict(state)
 
 
-def load_matching(model, path, model_name):
-    """Fine-tuning: load the parameters whose name and shape match, keep the rest freshly initialised."""
+def load_matching(model, path, model_name, convert=None):
+    """Fine-tuning: load the parameters whose name and shape match, keep the rest freshly initialised.
+    `convert(state, model)`, when given, first renames a checkpoint of another naming scheme."""
     state = read_state(path)
+    if convert is not None:
+        state = convert(state, model)
     expected = model.state_dict()
     usable = {k: v for k, v in state.items() if k in expected and _shape(v) == _shape(expected[k])}
     if not usable:

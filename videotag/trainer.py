@@ -10,6 +10,7 @@ A task says what is model-specific, with these members:
   loss(output, batch)            scalar tensor: mean over the batch's videos
   targets(batch)                 numpy targets of the batch (for metrics)
   metrics(outputs, targets)      dict of floats over the whole set (numpy in)
+and optionally convert_pretrained(state, model): a --pretrain checkpoint renamed to the model's names.
 """
 import glob
 import logging
@@ -142,7 +143,7 @@ class Trainer:
         if resume:
             state = self._resume(model, optimizer, state)
         elif pretrain:
-            checkpoint.load_matching(model, pretrain, task.model_name)
+            checkpoint.load_matching(model, pretrain, task.model_name, getattr(task, "convert_pretrained", None))
         runner = paddle.DataParallel(model) if self.world > 1 else model
         scaler = paddle.amp.GradScaler() if self.amp else None
         steps = train_source.num_batches(drop_last=True)
