@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import decord
 import numpy as np
 
-from sequence.data import list_entries, list_shares, read_ahead
+from sequence.data import batch_count, list_entries, list_shares, read_ahead
 from videotag.errors import InputError
 
 from .sampling import crop_frames, normalize, resize_short_side, segment_middles
@@ -92,8 +92,7 @@ class VideoListSource:
         return len(self.videos)
 
     def num_batches(self, drop_last):
-        n = len(self.videos)
-        return n // self.batch_size if drop_last else -(-n // self.batch_size)
+        return batch_count(len(self.videos), self.batch_size, drop_last)
 
     def load(self, index, epoch=0, seed=0):
         """uint8 RGB crops [seg_num, S, S, 3] of video `index` (kept uint8 while waiting in the queue)."""

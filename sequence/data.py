@@ -183,6 +183,11 @@ def rank_shares(items, batch_size, rank, world, drop_last):
         yield last
 
 
+def batch_count(num_videos, batch_size, drop_last):
+    """Global batches in an epoch: full ones only with drop_last, else the short last one too."""
+    return num_videos // batch_size if drop_last else -(-num_videos // batch_size)
+
+
 def list_shares(num_videos, batch_size, rank, world, shuffle, drop_last, epoch, seed, list_path):
     """rank_shares over the positions of a list's videos, shuffled by (seed, epoch) when asked."""
     if drop_last and num_videos < batch_size:
@@ -225,7 +230,22 @@ def pad_batch(samples, num_classes):
     return features, mask, labels
 
 
-class FeatureListSource:
+class HeadSource:
+    """What every data source of the heads takes from the config, and its batch count."""
+
+    def __init__(self, model_cfg, batch_size, num_workers):
+        self.feature_names = list(model_cfg["feature_names"])
+        self.feature_dims = list(model_cfg["feature_dims"])
+        self.num_classes = model_cfg["num_classes"]
+        self.seg_num = model_cfg.get("seg_num")  # Attention Cluster looks at seg_num frames
+        self.batch_size = batch_size
+        self.num_workers = num_workers  # threads reading ahead (read_ahead uses at least one)
+
+    def num_batches(self, drop_last):
+        return batch_count(len(self), self.batch_size, drop_last)
+
+
+class FeatureListSource(HeadSource):
     """Batches of one feature list, split among processes.
 
     Every process sees the same sequence of global batches (same seed, same epoch permutation)
@@ -234,14 +254,9 @@ class FeatureListSource:
     """
 
     def __init__(self, list_path, model_cfg, batch_size, need_labels=True, num_workers=4):
+        super().__init__(model_cfg, batch_size, num_workers)
         self.videos = read_feature_list(list_path, model_cfg["num_classes"], need_labels)
         self.list_path = list_path
-        self.feature_names = list(model_cfg["feature_names"])
-        self.feature_dims = list(model_cfg["feature_dims"])
-        self.num_classes = model_cfg["num_classes"]
-        self.seg_num = model_cfg.get("seg_num")  # Attention Cluster looks at seg_num frames
-        self.batch_size = batch_size
-        self.num_workers = max(1, num_workers)
 
     def __len__(self):
         return len(self.videos)
@@ -250,10 +265,6 @@ class FeatureListSource:
         video = self.videos[index]
         arrays = load_features(video, self.feature_names, self.feature_dims)
         return segments(arrays, self.seg_num), video.labels
-
-    def num_batches(self, drop_last):
-        n = len(self.videos)
-        return n // self.batch_size if drop_last else -(-n // self.batch_size)
 
     def batches(self, rank=0, world=1, shuffle=False, drop_last=False, epoch=0, seed=0):
         """Yield this process's Batch of each global batch; files are read ahead in threads."""

@@ -65,7 +65,7 @@ import numpy as np
 
 from videotag.errors import InputError
 
-from .data import Batch, feature_problem, pad_batch, rank_shares, read_ahead, segments
+from .data import Batch, HeadSource, feature_problem, pad_batch, rank_shares, read_ahead, segments
 
 log = logging.getLogger(__name__)
 
@@ -558,17 +558,28 @@ def iter_tfrecord_videos(paths, feature_names=("rgb", "audio"), max_frames=MAX_F
     `paths` is a list of shard paths, or a ShardPlan from shards_for_rank (then its stride and
     offset replace record_stride / record_offset).  See the module docstring for errors and stats.
     """
-    if isinstance(paths, ShardPlan):
-        paths, record_stride, record_offset = paths
-    elif isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
+    paths, record_stride, record_offset = _plan(paths, record_stride, record_offset)
     if max_frames is None or max_frames < 1:
         raise ValueError(f"max_frames must be a positive int, not {max_frames!r}")
     feature_names = tuple(feature_names)
-    for path, index, data in iter_tfrecord_records(paths, record_stride, record_offset,
-                                                   skip_corrupt, stats):
+    records = iter_tfrecord_records(paths, record_stride, record_offset, skip_corrupt, stats)
+    yield from _decoded(records, lambda data: _parse(data, feature_names, max_frames), skip_corrupt, stats)
+
+
+def _plan(paths, record_stride, record_offset):
+    """(shard paths, stride, offset) from a path, a list of paths or a ShardPlan (which wins)."""
+    if isinstance(paths, ShardPlan):
+        return tuple(paths)
+    if isinstance(paths, (str, os.PathLike)):
+        return [paths], record_stride, record_offset
+    return paths, record_stride, record_offset
+
+
+def _decoded(records, decode, skip_corrupt, stats):
+    """decode(raw) of each (path, index, raw) record; a corrupt one raises, or is skipped and counted."""
+    for path, index, raw in records:
         try:
-            video = _parse(data, feature_names, max_frames)
+            video = decode(raw)
         except _Corrupt as err:
             _corrupt(path, f"record {index}: {err}", skip_corrupt, stats)
             continue
@@ -655,27 +666,21 @@ def iter_pickle_videos(paths, feature_names=("rgb", "audio"), max_frames=MAX_FRA
                        skip_corrupt=False, stats=None, record_stride=1, record_offset=0):
     """Yield (video_id, {name: float32 [T, D]}, labels) from the Paddle reference's pickles
     (a list of dicts {video, feature, audio, label, nframes}; rgb is stored as 'feature')."""
-    if isinstance(paths, ShardPlan):
-        paths, record_stride, record_offset = paths
-    elif isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
+    paths, record_stride, record_offset = _plan(paths, record_stride, record_offset)
+    records = _pickle_records(paths, record_stride, record_offset, stats)
+    yield from _decoded(records, lambda item: _pickle_video(item, feature_names, max_frames), skip_corrupt, stats)
+
+
+def _pickle_records(paths, record_stride, record_offset, stats):
+    """(path, index, dict) of this process's videos: every record_stride-th over all pickles."""
     counter = 0
     for path in paths:
         if stats is not None:
             stats["shards"] += 1
         for index, item in enumerate(_load_pickle(path)):
-            mine = counter % record_stride == record_offset
+            if counter % record_stride == record_offset:
+                yield path, index, item
             counter += 1
-            if not mine:
-                continue
-            try:
-                video = _pickle_video(item, feature_names, max_frames)
-            except _Corrupt as err:
-                _corrupt(path, f"record {index}: {err}", skip_corrupt, stats)
-                continue
-            if stats is not None:
-                stats["records"] += 1
-            yield video
 
 
 def _load_pickle(path):
@@ -833,7 +838,7 @@ def record_count(path):
     return len(record_spans(path))
 
 
-class RecordSource:
+class RecordSource(HeadSource):
     """Batches of YouTube-8M records (TFRecord shards or reference pickles), split among processes,
     for the trainer (see videotag/trainer.py).
 
@@ -854,14 +859,9 @@ class RecordSource:
     """
 
     def __init__(self, filelist, model_cfg, batch_size, num_workers=4, shuffle_buffer=SHUFFLE_BUFFER):
+        super().__init__(model_cfg, batch_size, num_workers)
         self.shards = expand_shards(filelist)
         self.filelist = filelist
-        self.feature_names = list(model_cfg["feature_names"])
-        self.feature_dims = list(model_cfg["feature_dims"])
-        self.num_classes = model_cfg["num_classes"]
-        self.seg_num = model_cfg.get("seg_num")  # Attention Cluster looks at seg_num frames
-        self.batch_size = batch_size
-        self.num_workers = num_workers
         self.shuffle_buffer = shuffle_buffer
         self._counts = None
 
@@ -874,10 +874,6 @@ class RecordSource:
 
     def __len__(self):
         return sum(self.counts)
-
-    def num_batches(self, drop_last):
-        n = len(self)
-        return n // self.batch_size if drop_last else -(-n // self.batch_size)
 
     def batches(self, rank=0, world=1, shuffle=False, drop_last=False, epoch=0, seed=0):
         """Yield this process's Batch of each global batch; records are decoded ahead in threads."""
