@@ -33,7 +33,7 @@ import paddle  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from extractor.pipeline import InferSettings, iter_video_features  # noqa: E402
-from extractor.predictor import DygraphBackbone, build_model, create_backbone  # noqa: E402
+from extractor.predictor import DygraphBackbone, build_model, create_backbone, model_file  # noqa: E402
 from extractor.sampling import MEAN, STD, normalize, segment_middles
 from extractor.video import read_sampled_crops  # noqa: E402
 
@@ -114,10 +114,8 @@ def onnx_backbone(model_prefix, cache):
         return None, f"not installed ({err.name})"
     onnx_path = os.path.join(cache, os.path.basename(os.path.dirname(model_prefix)) + ".onnx")
     if not os.path.exists(onnx_path):
-        model_file = next(model_prefix + ext for ext in (".json", ".pdmodel")
-                          if os.path.exists(model_prefix + ext))
         try:
-            paddle2onnx.export(model_file, model_prefix + ".pdiparams", onnx_path + ".tmp",
+            paddle2onnx.export(model_file(model_prefix), model_prefix + ".pdiparams", onnx_path + ".tmp",
                                opset_version=13)
             os.replace(onnx_path + ".tmp", onnx_path)
         except Exception as err:  # noqa: BLE001

@@ -47,13 +47,19 @@ class DygraphBackbone:
             return self.model(paddle.to_tensor(images)).numpy()
 
 
+def model_file(prefix):
+    """The program paddle.jit.save wrote: <prefix>.json on Paddle 3.x, <prefix>.pdmodel on 2.6."""
+    for ext in (".json", ".pdmodel"):
+        if os.path.exists(prefix + ext):
+            return prefix + ext
+    raise FileNotFoundError(f"no {prefix}.json or {prefix}.pdmodel")
+
+
 class InferenceBackbone:
     backend = "inference"
 
     def __init__(self, model_prefix, device="cpu", use_tensorrt=False, max_batch=32, image_size=224):
-        model_file = next(model_prefix + ext for ext in (".json", ".pdmodel")
-                          if os.path.exists(model_prefix + ext))
-        config = paddle.inference.Config(model_file, model_prefix + ".pdiparams")
+        config = paddle.inference.Config(model_file(model_prefix), model_prefix + ".pdiparams")
         if device.startswith("gpu"):
             device_id = int(device.partition(":")[2] or 0)
             config.enable_use_gpu(512, device_id)

@@ -12,7 +12,7 @@ import shutil
 
 import numpy as np
 
-from videotag.fsutil import atomic_open, atomic_path
+from videotag.fsutil import atomic_open, atomic_path, save_npy
 
 from .resnet import FEATURE_DIM
 
@@ -44,8 +44,7 @@ class NpyStore:
         return done
 
     def write(self, result):
-        with atomic_path(self.path(result.video.video_id)) as tmp:
-            np.save(tmp, result.features)
+        save_npy(self.path(result.video.video_id), result.features)
 
     def list_path(self, video_id):
         return video_id + ".npy"

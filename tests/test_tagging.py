@@ -16,6 +16,7 @@ import pytest
 
 import predict as predict_cli
 from extractor import cli as extractor_cli
+from extractor.predictor import model_file
 from launch import launch_two
 from sequence.models import build_model
 from videotag import export as export_cli
@@ -205,8 +206,8 @@ def test_exported_models_equal_dygraph(library, dygraph_tagged, tmp_path):
     for item in EXTRACT:
         export_args += ["--extractor_override", item]
     export_cli.main(export_args)
-    assert os.path.isfile(export_cli.model_file(str(export_dir / "head")))
-    assert os.path.isfile(export_cli.model_file(str(export_dir / "backbone")))
+    assert os.path.isfile(model_file(str(export_dir / "head")))
+    assert os.path.isfile(model_file(str(export_dir / "backbone")))
     exported = tmp_path / "exported"
     # The export fixes the sizes and extractor settings: --inference_dir needs no -o.
     predict_cli.main(["--model", "AttentionLSTM", "--inference_dir", str(export_dir), "--filelist",

@@ -23,14 +23,6 @@ log = logging.getLogger("videotag")
 HEAD, BACKBONE = "head", "backbone"
 
 
-def model_file(prefix):
-    """Paddle 3.x saves the program as <prefix>.json, Paddle 2.6 as <prefix>.pdmodel."""
-    for ext in (".json", ".pdmodel"):
-        if os.path.exists(prefix + ext):
-            return prefix + ext
-    raise FileNotFoundError(f"no {prefix}.json or {prefix}.pdmodel")
-
-
 def head_input_spec(model_cfg):
     from paddle.static import InputSpec
 

@@ -288,7 +288,7 @@ class InferenceHead:
 
     def __init__(self, prefix, feature_names, device):
         import paddle.inference
-        from .export import model_file
+        from extractor.predictor import model_file
 
         config = paddle.inference.Config(model_file(prefix), prefix + ".pdiparams")
         if device.startswith("gpu"):
