@@ -6,9 +6,10 @@ import json
 import logging
 
 import videotag  # noqa: F401  (sets OMP_NUM_THREADS before paddle loads)
-from videotag import cli, dist
-from videotag.errors import exit_on_input_error
-from videotag.fsutil import atomic_open
+from core import dist
+from videotag import cli
+from core.errors import exit_on_input_error
+from core.fsutil import atomic_open
 
 
 @exit_on_input_error
@@ -19,8 +20,8 @@ def main(argv=None):
     cfg, task = cli.setup(args)
     if args.filelist:
         cfg.TEST["filelist"] = args.filelist
-    from videotag.checkpoint import load_exact
-    from videotag.trainer import Trainer
+    from core.checkpoint import load_exact
+    from core.trainer import Trainer
 
     trainer = Trainer(task, args.save_dir)
     model = task.build_model()

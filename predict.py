@@ -15,16 +15,17 @@ import os
 import sys
 
 import videotag  # noqa: F401  (sets OMP_NUM_THREADS before paddle loads)
-from videotag import cli, dist, tagging
-from videotag.errors import InputError, exit_on_input_error
-from videotag.fsutil import atomic_open
+from core import dist
+from videotag import cli, tagging
+from core.errors import InputError, exit_on_input_error
+from core.fsutil import atomic_open
 from videotag.tagging import read_label_names, top_tags  # noqa: F401  (their home used to be here)
 
 
 def tag_features(args, cfg, task):
     from sequence.task import sigmoid
-    from videotag.checkpoint import load_exact
-    from videotag.trainer import Trainer
+    from core.checkpoint import load_exact
+    from core.trainer import Trainer
 
     label_names = read_label_names(args.label_file, cfg.MODEL.num_classes)
     topk = args.topk or cfg.MODEL.topk

@@ -5,7 +5,7 @@
 """
 import videotag  # noqa: F401  (sets OMP_NUM_THREADS before paddle loads)
 from videotag import cli
-from videotag.errors import exit_on_input_error
+from core.errors import exit_on_input_error
 
 
 @exit_on_input_error
@@ -16,7 +16,7 @@ def main(argv=None):
     p.add_argument("--amp", action="store_true", help="mixed precision (on GPUs)")
     args = p.parse_args(argv)
     cfg, task = cli.setup(args)
-    from videotag.trainer import Trainer
+    from core.trainer import Trainer
 
     Trainer(task, args.save_dir, amp=args.amp).fit(resume=args.resume, pretrain=args.pretrain)
 

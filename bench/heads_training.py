@@ -18,8 +18,8 @@ import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
 from sequence.task import SequenceTask  # noqa: E402
-from videotag.config import default_config_path, load_config  # noqa: E402
-from videotag.trainer import build_optimizer  # noqa: E402
+from core.config import default_config_path, load_config  # noqa: E402
+from core.trainer import build_optimizer  # noqa: E402
 
 HEADS = ("AttentionLSTM", "AttentionCluster", "NeXtVLAD")
 

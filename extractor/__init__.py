@@ -1,2 +1,2 @@
 """Stage one: TSN ResNet-101 frame features, one [seg_num, 2048] matrix per video."""
-import videotag  # noqa: F401  (OMP_NUM_THREADS and h5py before paddle)
+import core  # noqa: F401  (OMP_NUM_THREADS and h5py before paddle)

@@ -7,9 +7,9 @@ import time
 
 from tqdm import tqdm
 
-from videotag import dist
-from videotag.config import default_config_path, load_config
-from videotag.errors import InputError, exit_on_input_error
+from core import dist
+from core.config import default_config_path, load_config
+from core.errors import InputError, exit_on_input_error
 
 from .pipeline import VIDEO_EXTENSIONS, InferSettings, Video, backbone_from_config, iter_video_features
 from .stores import make_store, remove_stale_temporaries, write_text

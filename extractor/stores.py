@@ -12,7 +12,7 @@ import shutil
 
 import numpy as np
 
-from videotag.fsutil import atomic_open, atomic_path, save_npy
+from core.fsutil import atomic_open, atomic_path, save_npy
 
 from .resnet import FEATURE_DIM
 

@@ -14,7 +14,7 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
-from videotag.errors import InputError
+from core.errors import InputError
 
 from .resnet import FEATURE_DIM, ResNet
 from .tsn_data import VideoListSource

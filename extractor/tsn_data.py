@@ -14,7 +14,7 @@ import decord
 import numpy as np
 
 from sequence.data import batch_count, list_entries, list_shares, read_ahead
-from videotag.errors import InputError
+from core.errors import InputError
 
 from .sampling import crop_frames, normalize, resize_short_side, segment_middles
 from .video import first_line

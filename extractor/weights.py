@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from videotag.errors import InputError
+from core.errors import InputError
 
 from .resnet import BLOCKS_PER_STAGE
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from videotag.errors import InputError
+from core.errors import InputError
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
 

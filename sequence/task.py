@@ -3,7 +3,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from videotag.errors import InputError
+from core.errors import InputError
 
 from . import metrics as metric_fns
 from . import yt8m

@@ -16,7 +16,7 @@ giving float32 ``[T, D]`` arrays with ``T <= max_frames`` (the first frames are 
 taken as one strided numpy view of the record; irregular encodings fall back to a generic parser.
 
 Errors.  A bad CRC, a truncated shard, a malformed message or a missing ``id`` / requested feature
-list raises :class:`videotag.errors.InputError` naming the shard and ``record N`` (0-based index in
+list raises :class:`core.errors.InputError` naming the shard and ``record N`` (0-based index in
 that shard).  With ``skip_corrupt=True`` the record is skipped instead (for a truncated shard or a
 corrupt length field, the rest of the shard, since the next record cannot be found), a warning is
 logged and ``stats`` (a ``collections.Counter`` you pass in) is updated:
@@ -63,7 +63,7 @@ import struct
 
 import numpy as np
 
-from videotag.errors import InputError
+from core.errors import InputError
 
 from .data import Batch, HeadSource, feature_problem, pad_batch, rank_shares, read_ahead, segments
 
@@ -840,7 +840,7 @@ def record_count(path):
 
 class RecordSource(HeadSource):
     """Batches of YouTube-8M records (TFRecord shards or reference pickles), split among processes,
-    for the trainer (see videotag/trainer.py).
+    for the trainer (see core/trainer.py).
 
     Every process walks all records in the same order: shards sorted, or for training in an
     order drawn from (seed, epoch) and then through a shuffle buffer of `shuffle_buffer` records

@@ -18,8 +18,8 @@ from extractor.resnet import ResNet
 from extractor.sampling import preprocess, segment_middles
 from extractor.video import read_sampled_crops
 from extractor.weights import conv_bn_units, load_weights
-from videotag.config import default_config_path, load_config
-from videotag.errors import InputError
+from core.config import default_config_path, load_config
+from core.errors import InputError
 from videos import frame_pattern, write_video
 
 SETTINGS = InferSettings(seg_num=4, short_size=40, target_size=32, batch_size=3, num_workers=2)

@@ -10,8 +10,8 @@ import pytest
 pytestmark = pytest.mark.smoke  # also run on Paddle 2.6 in CI
 
 from sequence.models import MODELS, AttentionCluster, AttentionLSTM, NeXtVLAD, build_model
-from videotag.config import CONFIG_DIR, load_config
-from videotag.errors import InputError
+from core.config import CONFIG_DIR, load_config
+from core.errors import InputError
 
 FEATURE_DIMS = [16, 8]  # two modalities, like YouTube-8M's rgb + audio
 NUM_CLASSES = 5

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from videotag import synthetic
-from videotag.errors import InputError
+from core.errors import InputError
 
 SIZE = (112, 84)  # the default, so thresholds below are measured where it matters
 FPS, SECONDS = 10, 2.0  # 20 frames

@@ -21,7 +21,7 @@ from launch import launch_two
 from sequence.models import build_model
 from videotag import export as export_cli
 from videotag import tagging
-from videotag.config import default_config_path, load_config
+from core.config import default_config_path, load_config
 from videotag.synthetic import make_library
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sequence import yt8m
-from videotag.errors import InputError
+from core.errors import InputError
 
 
 def make_videos(n, frames=5, seed=0, prefix="vid"):

@@ -1,14 +1,3 @@
-"""What both stages share: config files, input errors, atomic writes, process groups.
-
-Importing this package before paddle matters: paddle pins OMP_NUM_THREADS to 1 when it is
-unset, which leaves every core but one idle on CPU; and Paddle 2.6 bundles a zlib that breaks
-h5py when paddle loads first.
-"""
-import os
-
-os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
-
-try:
-    import h5py  # noqa: F401
-except ImportError:  # only HDF5 feature stores need it
-    pass
+"""The application on top of both stages: tagging video libraries, export, the demo, the synthetic
+library and the HTML report. `core` is imported first (OMP_NUM_THREADS and h5py before paddle)."""
+import core  # noqa: F401

@@ -3,8 +3,8 @@ import argparse
 import logging
 import os
 
-from . import dist
-from .config import default_config_path, load_config
+from core import dist
+from core.config import default_config_path, load_config
 
 
 def parser(description, weights_help=None):
@@ -43,6 +43,6 @@ def make_task(model_name, cfg):
         from extractor.tsn import TSNTask
 
         return TSNTask(cfg)
-    from .errors import InputError
+    from core.errors import InputError
 
     raise InputError(f"unknown model '{model_name}'; choose one of {', '.join(HEADS)}, TSN")

@@ -11,10 +11,10 @@ import time
 
 import numpy as np
 
-import videotag  # noqa: F401  (sets OMP_NUM_THREADS before paddle loads)
+import core  # noqa: F401  (sets OMP_NUM_THREADS before paddle loads)
+from core.errors import InputError, exit_on_input_error
 
 from . import synthetic
-from .errors import InputError, exit_on_input_error
 
 # Few segments and a small crop, so that extraction fits a 2-core machine in about a minute.
 EXTRACT = ["INFER.seg_num=8", "INFER.short_size=64", "INFER.target_size=64", "INFER.batch_size=32"]
@@ -33,7 +33,7 @@ def extract_library(library, save_dir, weights):
     """Features of every split, with one backbone; returns {split: features.list}."""
     from extractor import cli as extractor_cli
     from extractor.pipeline import backbone_from_config
-    from videotag.config import load_config
+    from core.config import load_config
 
     lists, backbone = {}, None
     for split in SPLITS:

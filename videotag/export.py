@@ -11,12 +11,12 @@ import json
 import logging
 import os
 
-import videotag  # noqa: F401  (sets OMP_NUM_THREADS before paddle loads)
+import core  # noqa: F401  (sets OMP_NUM_THREADS before paddle loads)
+from core.config import load_config
+from core.errors import exit_on_input_error
+from core.fsutil import atomic_open
 
 from . import cli
-from .config import load_config
-from .errors import exit_on_input_error
-from .fsutil import atomic_open
 from .tagging import MANIFEST, add_extractor_arguments, check_head_takes_extractor_features
 
 log = logging.getLogger("videotag")
@@ -35,7 +35,7 @@ def export(args, cfg, task, extractor_cfg):
     import paddle
     from extractor.predictor import INPUT_NAME, build_model
 
-    from .checkpoint import load_exact
+    from core.checkpoint import load_exact
 
     os.makedirs(args.save_dir, exist_ok=True)
     head = task.build_model()

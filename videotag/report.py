@@ -10,7 +10,7 @@ import urllib.parse
 
 import numpy as np
 
-from .fsutil import atomic_open
+from core.fsutil import atomic_open
 
 THUMBS = "thumbs"
 THUMB_HEIGHT = 96

@@ -29,8 +29,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from videotag.errors import InputError, exit_on_input_error
-from videotag.fsutil import atomic_open, atomic_path
+from core.errors import InputError, exit_on_input_error
+from core.fsutil import atomic_open, atomic_path
 
 COLOURS = {"red": (210, 40, 40), "green": (40, 180, 60), "blue": (50, 70, 220), "yellow": (220, 200, 40)}
 SHAPES = ("circle", "square", "triangle")

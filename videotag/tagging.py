@@ -27,10 +27,12 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from . import cli, dist, report
-from .config import default_config_path, load_config
-from .errors import InputError
-from .fsutil import atomic_open
+from core import dist
+from core.config import default_config_path, load_config
+from core.errors import InputError
+from core.fsutil import atomic_open
+
+from . import cli, report
 
 log = logging.getLogger("videotag")
 
@@ -270,7 +272,7 @@ def write_csv(save_dir):
 # ---- the two stages ----
 class DygraphHead:
     def __init__(self, task, weights):
-        from .checkpoint import load_exact
+        from core.checkpoint import load_exact
 
         self.task, self.model = task, task.build_model()
         load_exact(self.model, weights, task.model_name)

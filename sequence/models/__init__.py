@@ -7,7 +7,7 @@ layer is always `model.classifier` (an nn.Linear), so fine-tuning can re-initial
 """
 import inspect
 
-from videotag.errors import InputError
+from core.errors import InputError
 
 from .attention_cluster import AttentionCluster
 from .attention_lstm import AttentionLSTM

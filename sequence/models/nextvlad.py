@@ -5,7 +5,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from videotag.errors import InputError
+from core.errors import InputError
 
 
 class NeXtVLADEncoder(nn.Layer):
