@@ -14,17 +14,7 @@ import numpy as np
 from .resnet import FEATURE_DIM
 from .sampling import normalize
 from .video import VideoError, read_sampled_crops
-
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".flv", ".m4v", ".mpg", ".mpeg",
-                    ".wmv", ".3gp", ".ts", ".mts", ".vob", ".ogv")
-
-
-@dataclasses.dataclass
-class Video:
-    path: str  # where to read it
-    video_id: str  # relative path without extension: names its output
-    labels: tuple = ()
-
+from .videos import Video
 
 @dataclasses.dataclass
 class VideoFeatures:

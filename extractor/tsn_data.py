@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import decord
 import numpy as np
 
-from sequence.data import batch_count, list_entries, list_shares, read_ahead
 from core.errors import InputError
+from core.lists import batch_count, list_entries, list_shares, read_ahead
 
 from .sampling import crop_frames, normalize, resize_short_side, segment_middles
 from .video import first_line
@@ -76,7 +76,7 @@ def random_crop_flip(frames, short_size, target_size, rng):
 
 
 class VideoListSource:
-    """Batches of one labelled video list, split among processes (see sequence.data.rank_shares)."""
+    """Batches of one labelled video list, split among processes (see core.lists.rank_shares)."""
 
     def __init__(self, list_path, section, num_classes, training, num_workers=4):
         self.videos = read_video_list(list_path, num_classes)

@@ -64,8 +64,9 @@ import struct
 import numpy as np
 
 from core.errors import InputError
+from core.lists import rank_shares, read_ahead
 
-from .data import Batch, HeadSource, feature_problem, pad_batch, rank_shares, read_ahead, segments
+from .data import Batch, HeadSource, feature_problem, pad_batch, segments
 
 log = logging.getLogger(__name__)
 
@@ -845,7 +846,7 @@ class RecordSource(HeadSource):
     Every process walks all records in the same order: shards sorted, or for training in an
     order drawn from (seed, epoch) and then through a shuffle buffer of `shuffle_buffer` records
     with the same generator.  Every process cuts the same global batches and decodes only its
-    contiguous slice of each (data.rank_shares), so all processes yield num_batches(drop_last)
+    contiguous slice of each (core.lists.rank_shares), so all processes yield num_batches(drop_last)
     batches and N processes train as one process with the same global batch.
 
     A TFRecord record goes through the buffer as its (shard, record) position, from a counting

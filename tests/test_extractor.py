@@ -11,7 +11,7 @@ import numpy as np
 import paddle
 import pytest
 
-from extractor import cli, video as video_module
+from extractor import cli, video as video_module, videos as video_listing
 from extractor.pipeline import InferSettings, Video, iter_video_features
 from extractor.predictor import DygraphBackbone, build_model, create_backbone
 from extractor.resnet import ResNet
@@ -203,7 +203,7 @@ def test_list_run_bad_videos_resume_and_hdf5(model, backbone, clips, tmp_path):
     assert len(lines) == len(good)
     for i, (line, path) in enumerate(zip(lines, good)):
         relative, *labels = line.split()
-        assert relative == cli.video_id(path) + ".npy" and labels == [str(i), "7"]
+        assert relative == video_listing.video_id(path) + ".npy" and labels == [str(i), "7"]
         features = np.load(npy_dir / relative)
         expected = reference_features(model, path)
         assert features.shape == (4, 2048)
@@ -237,11 +237,11 @@ def test_folder_input_names_videos_by_relative_path(tmp_path):
     write_video(str(tmp_path / "in" / "x" / "clip.mp4"), 2)
     write_video(str(tmp_path / "in" / "y" / "clip.mp4"), 2)
     (tmp_path / "in" / "notes.txt").write_text("not listed")
-    videos = cli.find_videos(str(tmp_path / "in"))
-    assert [v.video_id for v in videos] == ["x/clip", "y/clip"]
-    assert cli.video_id("../up/./v.mp4") == "__/up/v" and cli.video_id("/abs/v.avi") == "abs/v"
+    found = video_listing.find_videos(str(tmp_path / "in"))
+    assert [v.video_id for v in found] == ["x/clip", "y/clip"]
+    assert video_listing.video_id("../up/./v.mp4") == "__/up/v" and video_listing.video_id("/abs/v.avi") == "abs/v"
     with pytest.raises(InputError, match="would both be saved"):
-        cli.unique_videos([Video("a/v.mp4", "a/v"), Video("a/v.avi", "a/v")], "list")
+        video_listing.unique_videos([Video("a/v.mp4", "a/v"), Video("a/v.avi", "a/v")], "list")
 
 
 def test_input_errors_exit_with_one_line(tmp_path, capsys):
