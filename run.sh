@@ -16,7 +16,7 @@ usage: bash run.sh VERB [ARGS...]
   setup                      create .venv and install the pinned requirements (done by every verb on first use)
   demo [HEAD] [--weights W]  make a small video library, extract, train HEAD (default AttentionLSTM), evaluate, tag
   extract ARGS               stage one: videos -> frame features (python -m extractor --help)
-  train MODEL [ARGS]         train AttentionLSTM, AttentionCluster, NeXtVLAD (or TSN) on every visible GPU
+  train MODEL [ARGS]         train a model of videotag/models.py (AttentionLSTM, TSN, ...) on every visible GPU
   eval MODEL --weights W     metrics on the config's TEST list -> <save_dir>/metrics.json
   predict MODEL --weights W  tags of a feature list -> <save_dir>/predictions.jsonl
   tag --model M --weights W  videos -> tags, timelines, report in one resumable pass (predict.py --help)
@@ -64,27 +64,16 @@ launch() {
   exec "$VENV/bin/python" "$@"
 }
 
-config_for() {
-  case "$1" in
-    AttentionLSTM) echo configs/attention_lstm.yaml ;;
-    AttentionCluster) echo configs/attention_cluster.yaml ;;
-    NeXtVLAD) echo configs/nextvlad.yaml ;;
-    TSN) echo configs/tsn.yaml ;;
-    *) echo "unknown model '$1': choose AttentionLSTM, AttentionCluster, NeXtVLAD or TSN" >&2; exit 2 ;;
-  esac
-}
-
-# `run.sh train MODEL args` -> train.py --model_name MODEL --config configs/<model>.yaml args
+# `run.sh train MODEL args` -> train.py --model_name MODEL args (the model's config from videotag/models.py)
 model_verb() {
   local script="$1"; shift
   if [[ $# -eq 0 || "$1" == -* ]]; then
     [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]] && { "$VENV/bin/python" "$script" --help; exit 0; }
-    echo "usage: bash run.sh ${script%.py} MODEL [ARGS]  (MODEL: AttentionLSTM, AttentionCluster, NeXtVLAD, TSN)" >&2
+    echo "usage: bash run.sh ${script%.py} MODEL [ARGS]  (MODEL: a model of videotag/models.py, e.g. AttentionLSTM)" >&2
     exit 2
   fi
   local model="$1"; shift
-  local config; config=$(config_for "$model")
-  launch "$script" --model_name "$model" --config "$config" "$@"
+  launch "$script" --model_name "$model" "$@"
 }
 
 cd "$HERE"

@@ -17,11 +17,9 @@ import videotag  # noqa: E402,F401  (sets OMP_NUM_THREADS before paddle)
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
-from sequence.task import SequenceTask  # noqa: E402
-from core.config import default_config_path, load_config  # noqa: E402
 from core.trainer import build_optimizer  # noqa: E402
-
-HEADS = ("AttentionLSTM", "AttentionCluster", "NeXtVLAD")
+from core.config import load_config  # noqa: E402
+from videotag.models import HEADS, default_config_path, make_task  # noqa: E402
 
 
 def write_features(folder, videos, frames=300, dim=2048, num_classes=3396):
@@ -39,7 +37,7 @@ def write_features(folder, videos, frames=300, dim=2048, num_classes=3396):
 
 def task_for(model_name, list_path, batch_size):
     overrides = [f"TRAIN.filelist={list_path}", f"TRAIN.batch_size={batch_size}"]
-    return SequenceTask(model_name, load_config(default_config_path(model_name), overrides))
+    return make_task(model_name, load_config(default_config_path(model_name), overrides))
 
 
 def loader_rate(source):

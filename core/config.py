@@ -66,12 +66,3 @@ def apply_override(sections, item, path="-o"):
         sections[section][name] = yaml.safe_load(value)
     except yaml.YAMLError:
         raise InputError(f"override '{item}': value is not valid YAML", path) from None
-
-
-def default_config_path(model_name):
-    """configs/attention_lstm.yaml for AttentionLSTM, configs/nextvlad.yaml for NeXtVLAD, ..."""
-    names = {"AttentionLSTM": "attention_lstm", "AttentionCluster": "attention_cluster",
-             "NeXtVLAD": "nextvlad", "TSN": "tsn"}
-    if model_name not in names:
-        raise InputError(f"unknown model '{model_name}'; choose one of {', '.join(names)}")
-    return os.path.join(CONFIG_DIR, names[model_name] + ".yaml")

@@ -8,7 +8,7 @@ import time
 from tqdm import tqdm
 
 from core import dist
-from core.config import default_config_path, load_config
+from core.config import CONFIG_DIR, load_config
 from core.errors import InputError, exit_on_input_error
 
 from .pipeline import InferSettings, backbone_from_config, iter_video_features
@@ -19,6 +19,7 @@ log = logging.getLogger("extractor")
 
 FEATURE_LIST = "features.list"
 FAILURES = "failures.txt"
+DEFAULT_CONFIG = os.path.join(CONFIG_DIR, "tsn.yaml")
 
 
 def parse_args(argv=None):
@@ -28,7 +29,7 @@ def parse_args(argv=None):
                         "copied to features.list")
     source.add_argument("--video_path", help="a folder: every video file under it, recursively")
     parser.add_argument("--save_dir", required=True, help="where features, features.list and failures.txt go")
-    parser.add_argument("--config", default=default_config_path("TSN"))
+    parser.add_argument("--config", default=DEFAULT_CONFIG)
     parser.add_argument("-o", "--override", action="append", default=[], metavar="SECTION.key=value")
     parser.add_argument("--weights", help="ResNet checkpoint (VideoTag static, PaddleVideo dygraph "
                         "or ours); without it the weights are random")

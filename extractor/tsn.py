@@ -53,13 +53,12 @@ def top_k_accuracy(logits, labels, k):
 
 
 class TSNTask:
-    model_name = "TSN"
     best_metric = "top1"
 
-    def __init__(self, cfg):
-        if cfg.MODEL.get("name", "TSN") != "TSN":
-            raise InputError(f"the config is for {cfg.MODEL['name']}, not TSN", cfg.path)
-        self.cfg = cfg
+    def __init__(self, model_name, model_class, cfg):
+        if cfg.MODEL.get("name", model_name) != model_name:
+            raise InputError(f"the config is for {cfg.MODEL['name']}, not {model_name}", cfg.path)
+        self.model_name, self.model_class, self.cfg = model_name, model_class, cfg
 
     def convert_pretrained(self, state, model):
         """--pretrain: our TSN names pass as they are; a ResNet in another scheme the extractor reads
@@ -75,7 +74,7 @@ class TSNTask:
 
     def build_model(self):
         model_cfg = self.cfg.MODEL
-        return TSN(int(model_cfg.num_layers), int(model_cfg.num_classes), model_cfg.get("drop_rate", 0.0),
+        return self.model_class(int(model_cfg.num_layers), int(model_cfg.num_classes), model_cfg.get("drop_rate", 0.0),
                    bool(model_cfg.get("freeze_bn", False)))
 
     def source(self, split, filelist=None):

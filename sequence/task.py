@@ -8,9 +8,7 @@ from core.errors import InputError
 from . import metrics as metric_fns
 from . import yt8m
 from .data import FeatureListSource
-
-HEADS = ("AttentionLSTM", "AttentionCluster", "NeXtVLAD")
-
+from .models import build_model
 
 def sigmoid(logits):
     return np.exp(-np.logaddexp(0, -logits))  # no overflow for large negative logits
@@ -19,18 +17,16 @@ def sigmoid(logits):
 class SequenceTask:
     best_metric = "gap"
 
-    def __init__(self, model_name, cfg):
+    def __init__(self, model_name, model_class, cfg):
         if cfg.MODEL.get("name", model_name) != model_name:
             raise InputError(f"the config is for {cfg.MODEL['name']}, not {model_name}", cfg.path)
-        self.model_name, self.cfg = model_name, cfg
+        self.model_name, self.model_class, self.cfg = model_name, model_class, cfg
         dims, names = cfg.MODEL.feature_dims, cfg.MODEL.feature_names
         if len(dims) != len(names):
             raise InputError(f"MODEL.feature_names {names} and MODEL.feature_dims {dims} differ in length", cfg.path)
 
     def build_model(self):
-        from .models import build_model
-
-        return build_model(self.cfg.MODEL)
+        return build_model(self.model_class, self.cfg.MODEL)
 
     def source(self, split, filelist=None):
         section = self.cfg[split.upper()]

@@ -18,7 +18,8 @@ from extractor.resnet import ResNet
 from extractor.sampling import preprocess, segment_middles
 from extractor.video import read_sampled_crops
 from extractor.weights import conv_bn_units, load_weights
-from core.config import default_config_path, load_config
+from core.config import load_config
+from extractor.cli import DEFAULT_CONFIG
 from core.errors import InputError
 from videos import frame_pattern, write_video
 
@@ -90,7 +91,7 @@ def test_features_equal_a_plain_dygraph_forward(model, backbone, clips):
         assert result.ok and result.features.dtype == np.float32 and result.features.shape == (4, 2048)
         expected = reference_features(model, result.video.path)
         assert np.abs(result.features - expected).max() <= 1e-3 * np.abs(expected).max()
-    cfg = load_config(default_config_path("TSN"), [item for item in TINY if item != "-o"])
+    cfg = load_config(DEFAULT_CONFIG, [item for item in TINY if item != "-o"])
     [from_config] = iter_video_features(clips[:1], cfg, backbone)
     np.testing.assert_allclose(from_config.features, results[0].features, rtol=1e-6)
 

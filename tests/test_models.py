@@ -9,9 +9,12 @@ import pytest
 
 pytestmark = pytest.mark.smoke  # also run on Paddle 2.6 in CI
 
-from sequence.models import MODELS, AttentionCluster, AttentionLSTM, NeXtVLAD, build_model
+from sequence.models.attention_cluster import AttentionCluster
+from sequence.models.attention_lstm import AttentionLSTM
+from sequence.models.nextvlad import NeXtVLAD
 from core.config import CONFIG_DIR, load_config
 from core.errors import InputError
+from videotag.models import HEADS, build_head
 
 FEATURE_DIMS = [16, 8]  # two modalities, like YouTube-8M's rgb + audio
 NUM_CLASSES = 5
@@ -47,7 +50,7 @@ def random_sequences(lengths, rng, feature_dims=FEATURE_DIMS):
             for length in lengths]
 
 
-ALL_MODELS = sorted(MODELS)
+ALL_MODELS = sorted(HEADS)
 
 
 @pytest.mark.parametrize("config_file, model_class", [
@@ -61,7 +64,7 @@ def test_build_model_from_config_uses_its_sizes(config_file, model_class):
     shrunk = {"num_classes": 7, "feature_dims": [16], "embedding_size": 6, "lstm_size": 5,
               "cluster_nums": 3, "cluster_size": 4, "groups": 2, "hidden_size": 8}
     model_cfg.update({key: value for key, value in shrunk.items() if key in model_cfg})
-    model = build_model(model_cfg)
+    model = build_head(model_cfg)
     assert type(model) is model_class
     assert isinstance(model.classifier, paddle.nn.Linear)
     assert model.classifier.weight.shape[1] == 7
@@ -77,9 +80,9 @@ def test_build_model_from_config_uses_its_sizes(config_file, model_class):
 
 def test_build_model_rejects_unknown_name_and_missing_keys():
     with pytest.raises(InputError, match="NetVLAD"):
-        build_model({"name": "NetVLAD", "num_classes": 3, "feature_dims": [4]})
+        build_head({"name": "NetVLAD", "num_classes": 3, "feature_dims": [4]})
     with pytest.raises(InputError, match="num_classes"):
-        build_model({"name": "NeXtVLAD", "feature_dims": [4]})
+        build_head({"name": "NeXtVLAD", "feature_dims": [4]})
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)

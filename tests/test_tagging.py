@@ -18,10 +18,10 @@ import predict as predict_cli
 from extractor import cli as extractor_cli
 from extractor.predictor import model_file
 from launch import launch_two
-from sequence.models import build_model
 from videotag import export as export_cli
 from videotag import tagging
-from core.config import default_config_path, load_config
+from core.config import load_config
+from videotag.models import build_head, default_config_path
 from videotag.synthetic import make_library
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,7 +45,7 @@ def library(tmp_path_factory):
     (folder / "all.list").write_text("\n".join(lines) + "\n")
     paddle.seed(0)
     head = folder / "head.pdparams"
-    paddle.save(build_model(load_config(default_config_path("AttentionLSTM"), HEAD).MODEL).state_dict(), str(head))
+    paddle.save(build_head(load_config(default_config_path("AttentionLSTM"), HEAD).MODEL).state_dict(), str(head))
     return {"folder": folder, "list": folder / "all.list", "labels": made["labels_file"], "head": head,
             "cache": tmp_path_factory.mktemp("cache"), "good": [line.split()[0] for line in lines if BROKEN not in line]}
 

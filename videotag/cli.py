@@ -4,13 +4,14 @@ import logging
 import os
 
 from core import dist
-from core.config import default_config_path, load_config
+from core.config import load_config
+
+from .models import MODELS, default_config_path, make_task
 
 
 def parser(description, weights_help=None):
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--model_name", "--model", required=True,
-                   help="AttentionLSTM, AttentionCluster, NeXtVLAD (stage two) or TSN (stage one)")
+    p.add_argument("--model_name", "--model", required=True, help=", ".join(MODELS))
     p.add_argument("--config", help="yaml config (default: the model's file in configs/)")
     p.add_argument("-o", "--override", action="append", default=[], metavar="SECTION.key=value",
                    help="override a config value (repeatable), e.g. -o TRAIN.epoch=3")
@@ -33,16 +34,3 @@ def setup(args):
     args.save_dir = args.save_dir or os.path.join("output", args.model_name)
     return cfg, make_task(args.model_name, cfg)
 
-
-def make_task(model_name, cfg):
-    from sequence.task import HEADS, SequenceTask
-
-    if model_name in HEADS:
-        return SequenceTask(model_name, cfg)
-    if model_name == "TSN":
-        from extractor.tsn import TSNTask
-
-        return TSNTask(cfg)
-    from core.errors import InputError
-
-    raise InputError(f"unknown model '{model_name}'; choose one of {', '.join(HEADS)}, TSN")

@@ -15,17 +15,13 @@ import core  # noqa: F401  (sets OMP_NUM_THREADS before paddle loads)
 from core.errors import InputError, exit_on_input_error
 
 from . import synthetic
+from .models import HEADS, MODELS
 
 # Few segments and a small crop, so that extraction fits a 2-core machine in about a minute.
 EXTRACT = ["INFER.seg_num=8", "INFER.short_size=64", "INFER.target_size=64", "INFER.batch_size=32"]
 TRAIN = ["TRAIN.batch_size=16", "TRAIN.epoch=30", "TRAIN.optimizer=Adam", "TRAIN.learning_rate=0.001",
          "TRAIN.lr_schedule=constant", "TRAIN.weight_decay=0", "MODEL.drop_rate=0.2",
          "VALID.batch_size=48", "TEST.batch_size=48", "INFER.batch_size=48"]
-HEAD_SIZES = {
-    "AttentionLSTM": ["MODEL.embedding_size=128", "MODEL.lstm_size=64", "MODEL.hidden_sizes=[256, 128]"],
-    "AttentionCluster": ["MODEL.seg_num=8", "MODEL.cluster_nums=8", "MODEL.hidden_sizes=[256, 128]"],
-    "NeXtVLAD": ["MODEL.cluster_size=16", "MODEL.groups=4", "MODEL.hidden_size=256", "MODEL.gating_reduction=4"],
-}
 SPLITS = ("train", "val", "test")
 
 
@@ -94,7 +90,7 @@ def print_report(head, metrics, baselines, predictions_path, library, lists, sec
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="bash run.sh demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("head", nargs="?", default="AttentionLSTM", choices=sorted(HEAD_SIZES))
+    parser.add_argument("head", nargs="?", default="AttentionLSTM", choices=HEADS)
     parser.add_argument("--weights", help="backbone checkpoint (VideoTag tsn.pdparams, PaddleVideo or ours)")
     parser.add_argument("--library", default="data/demo", help="where the generated videos go (made once)")
     parser.add_argument("--save_dir", default="output/demo", help="features, checkpoints, metrics, tags")
@@ -113,7 +109,7 @@ def main(argv=None):
 
     head_dir = os.path.join(args.save_dir, args.head)
     common = ["--model_name", args.head, "--save_dir", head_dir]
-    for item in HEAD_SIZES[args.head] + TRAIN + [
+    for item in [*MODELS[args.head].demo] + TRAIN + [
             f"MODEL.num_classes={len(library['label_names'])}", f"TRAIN.filelist={lists['train']}",
             f"VALID.filelist={lists['val']}", f"TEST.filelist={lists['test']}", f"INFER.filelist={lists['test']}"]:
         common += ["-o", item]

@@ -28,11 +28,12 @@ import numpy as np
 from tqdm import tqdm
 
 from core import dist
-from core.config import default_config_path, load_config
+from core.config import load_config
 from core.errors import InputError
 from core.fsutil import atomic_open
 
 from . import cli, report
+from .models import default_config_path
 
 log = logging.getLogger("videotag")
 
@@ -97,7 +98,7 @@ def is_video_list(path):
     """Whether a --filelist names videos (by its first entry's extension) rather than features."""
     if not os.path.isfile(path):
         return False
-    from extractor.pipeline import VIDEO_EXTENSIONS
+    from extractor.videos import VIDEO_EXTENSIONS
 
     with open(path) as f:
         for line in f:
@@ -117,7 +118,7 @@ class Listed:
 
 def list_videos(video_path, filelist, num_classes):
     """The videos to tag, in order, each once."""
-    from extractor.cli import find_videos, read_filelist
+    from extractor.videos import find_videos, read_filelist
 
     if video_path:
         items = [Listed(v.path, v, []) for v in find_videos(video_path)]
@@ -384,7 +385,8 @@ def check_head_takes_extractor_features(model_cfg, path):
 
 def tag_videos(args):
     """predict.py's video mode; returns the exit status: 1 when any video failed, 0 otherwise."""
-    from extractor.cli import check_settings, unique_videos
+    from extractor.cli import check_settings
+    from extractor.videos import unique_videos
     from extractor.pipeline import InferSettings, iter_video_features
     from extractor.stores import NpyStore
 

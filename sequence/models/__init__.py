@@ -9,27 +9,14 @@ import inspect
 
 from core.errors import InputError
 
-from .attention_cluster import AttentionCluster
-from .attention_lstm import AttentionLSTM
-from .nextvlad import NeXtVLAD
 
-MODELS = {
-    "AttentionLSTM": AttentionLSTM,
-    "AttentionCluster": AttentionCluster,
-    "NeXtVLAD": NeXtVLAD,
-}
-
-
-def build_model(model_cfg):
-    """Build the head named by model_cfg["name"] from the MODEL section of a config.
+def build_model(model_class, model_cfg):
+    """A `model_class` built from the MODEL section of a config.
 
     Keys the head's constructor does not take (name, feature_names, topk, seg_num, ...)
     belong to the data side and are ignored.
     """
-    name = model_cfg.get("name")
-    if name not in MODELS:
-        raise InputError(f"unknown model name {name!r}; valid: {', '.join(MODELS)}")
-    model_class = MODELS[name]
+    name = model_class.__name__
     parameters = inspect.signature(model_class.__init__).parameters
     missing = [key for key, parameter in parameters.items()
                if key != "self" and parameter.default is inspect.Parameter.empty and key not in model_cfg]
