@@ -16,10 +16,10 @@ import sys
 
 import videotag  # noqa: F401  (sets OMP_NUM_THREADS before paddle loads)
 from core import dist
-from videotag import cli, tagging
 from core.errors import InputError, exit_on_input_error
 from core.fsutil import atomic_open
-from videotag.tagging import read_label_names, top_tags  # noqa: F401  (their home used to be here)
+from videotag import cli, journal, tagging
+from videotag.heads import read_label_names, top_tags
 
 
 def tag_features(args, cfg, task):
@@ -38,11 +38,11 @@ def tag_features(args, cfg, task):
     names, logits, _ = trainer.infer(model, source)
     if dist.is_main():
         probabilities = sigmoid(logits)
-        path = os.path.join(args.save_dir, tagging.PREDICTIONS)
+        path = os.path.join(args.save_dir, journal.PREDICTIONS)
         with atomic_open(path, encoding="utf-8") as f:
             for name, p_video in zip(names, probabilities):
                 f.write(json.dumps({"video": name, "tags": top_tags(p_video, label_names, topk)}) + "\n")
-        tagging.write_csv(args.save_dir)
+        journal.write_csv(args.save_dir)
         logging.getLogger("videotag").info("tagged %d videos: %s", len(names), path)
 
 

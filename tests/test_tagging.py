@@ -19,7 +19,7 @@ from extractor import cli as extractor_cli
 from extractor.predictor import model_file
 from launch import launch_two
 from videotag import export as export_cli
-from videotag import tagging
+from videotag import journal, tagging
 from core.config import load_config
 from videotag.models import build_head, default_config_path
 from videotag.synthetic import make_library
@@ -222,7 +222,7 @@ def test_two_processes_equal_one(library, dygraph_tagged, tmp_path):
                               tmp_path / "log")
     assert status != 0, "a video failed: the run must say so"
     assert (save_dir / "failures.txt").read_text().startswith(BROKEN + "\t"), logs[-5000:]
-    assert not (save_dir / tagging.PARTS).exists()  # merged by rank 0
+    assert not (save_dir / journal.PARTS).exists()  # merged by rank 0
     assert_same_tags(predictions(dygraph_tagged["save_dir"]), predictions(save_dir), atol=1e-5)
     assert [r["video"] for r in predictions(save_dir)] == library["good"]
 
@@ -232,18 +232,18 @@ def test_journals_merge_parts_without_duplicates(tmp_path):
     def tags(p):
         return [{"class_id": 0, "class_name": "a", "probability": p}]
 
-    parts = tmp_path / tagging.PARTS
+    parts = tmp_path / journal.PARTS
     parts.mkdir()
-    tagging.write_jsonl(tmp_path / "predictions.jsonl", [{"video": "v0", "tags": tags(0.1)}])
-    tagging.write_jsonl(parts / "predictions.rank0.jsonl", [{"video": "v2", "tags": tags(0.3)}])
-    tagging.write_jsonl(parts / "predictions.rank1.jsonl", [{"video": "v1", "tags": tags(0.2)}])
-    tagging.write_jsonl(parts / "timeline.rank1.jsonl", [
+    journal.write_jsonl(tmp_path / "predictions.jsonl", [{"video": "v0", "tags": tags(0.1)}])
+    journal.write_jsonl(parts / "predictions.rank0.jsonl", [{"video": "v2", "tags": tags(0.3)}])
+    journal.write_jsonl(parts / "predictions.rank1.jsonl", [{"video": "v1", "tags": tags(0.2)}])
+    journal.write_jsonl(parts / "timeline.rank1.jsonl", [
         {"video": "v1", "start": 0, "end": 1, "tags": tags(0.2)},
         {"video": "v3", "start": 0, "end": 1, "tags": tags(0.4)}])  # v3 was never committed
     with open(parts / "predictions.rank1.jsonl", "a") as f:
         f.write('{"video": "v3", "ta')  # killed mid-line
-    assert tagging.tagged_videos(str(tmp_path)) == {"v0", "v1", "v2"}
-    tagging.merge_parts(str(tmp_path), ["v0", "v1", "v2", "v3"])
+    assert journal.tagged_videos(str(tmp_path)) == {"v0", "v1", "v2"}
+    journal.merge_parts(str(tmp_path), ["v0", "v1", "v2", "v3"])
     assert [r["video"] for r in predictions(tmp_path)] == ["v0", "v1", "v2"]
     timeline = [json.loads(x) for x in (tmp_path / "timeline.jsonl").read_text().splitlines()]
     assert [w["video"] for w in timeline] == ["v1"]

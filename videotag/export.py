@@ -17,7 +17,8 @@ from core.errors import exit_on_input_error
 from core.fsutil import atomic_open
 
 from . import cli
-from .tagging import MANIFEST, add_extractor_arguments, check_head_takes_extractor_features
+from .heads import MANIFEST, check_head_takes_extractor_features
+from .tagging import add_extractor_arguments
 
 log = logging.getLogger("videotag")
 HEAD, BACKBONE = "head", "backbone"

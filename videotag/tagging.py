@@ -3,66 +3,38 @@
 Each video goes through the extractor (extractor.pipeline.iter_video_features) and its features
 straight into the head, so memory does not grow with the library. Per video, in this order: its
 thumbnail, its kept features, its timeline windows, and last its line in predictions.jsonl. That
-line is the commit: a video counts as tagged once it is there, so a killed run loses no finished
-video and a rerun does only the rest.
-
-Files in save_dir:
-  predictions.jsonl   the journal: appended, flushed and fsynced per video
-  timeline.jsonl      with --timeline: one line per window, written before the video's prediction
-  predictions.csv, failures.txt, report.html, thumbs/   rewritten at the end of every run
-With several processes each rank appends to its own parts/predictions.rank<r>.jsonl (and
-parts/timeline.rank<r>.jsonl); rank 0 folds them into the files above at the end, and a rerun
-folds in the parts of a killed run. No two processes ever append to one file.
+line is the commit (journal.py): a video counts as tagged once it is there, so a killed run
+loses no finished video and a rerun does only the rest. failures.txt, report.html and thumbs/ are
+rewritten at the end of every run. The head and its tags are in heads.py.
 """
-import csv
 import dataclasses
-import glob
-import json
 import logging
 import math
 import os
-import shutil
 import sys
 
 import numpy as np
+import paddle
 from tqdm import tqdm
 
 from core import dist
 from core.config import load_config
 from core.errors import InputError
 from core.fsutil import atomic_open
+from extractor.cli import check_settings
+from extractor.pipeline import InferSettings, backbone_from_config, iter_video_features
+from extractor.predictor import InferenceBackbone
+from extractor.stores import NpyStore, write_text
+from extractor.videos import VIDEO_EXTENSIONS, find_videos, read_filelist, unique_videos
+from sequence.data import feature_problem
 
 from . import cli, report
+from .heads import (MANIFEST, DygraphHead, InferenceHead, Tagger, as_overrides,  # noqa: F401  (Tagger: documented here)
+                    check_head_takes_extractor_features, load_manifest, read_label_names)
+from .journal import CSV, FAILURES, PREDICTIONS, REPORT, TIMELINE, Outputs, merge_parts, read_jsonl, tagged_videos, write_csv
 from .models import default_config_path
 
 log = logging.getLogger("videotag")
-
-PREDICTIONS, TIMELINE, CSV, FAILURES, REPORT = (
-    "predictions.jsonl", "timeline.jsonl", "predictions.csv", "failures.txt", "report.html")
-PARTS = "parts"
-CSV_COLUMNS = ("video", "rank", "class_id", "class_name", "probability")
-MANIFEST = "export.json"  # written by videotag.export next to the two models
-
-
-# ---- labels and tags (also predict.py's feature mode) ----
-def read_label_names(path, num_classes):
-    if not path:
-        return [str(i) for i in range(num_classes)]
-    if not os.path.isfile(path):
-        raise InputError("label file not found", path)
-    with open(path, encoding="utf-8") as f:
-        names = [line.rstrip("\n") for line in f]
-    while names and not names[-1].strip():
-        names.pop()
-    if len(names) != num_classes:
-        raise InputError(f"{len(names)} label names, but MODEL.num_classes is {num_classes}", path)
-    return names
-
-
-def top_tags(probabilities, label_names, topk):
-    best = np.argsort(-probabilities, kind="stable")[:topk]
-    return [{"class_id": int(c), "class_name": label_names[c], "probability": round(float(probabilities[c]), 6)}
-            for c in best]
 
 
 # ---- command line ----
@@ -98,8 +70,6 @@ def is_video_list(path):
     """Whether a --filelist names videos (by its first entry's extension) rather than features."""
     if not os.path.isfile(path):
         return False
-    from extractor.videos import VIDEO_EXTENSIONS
-
     with open(path) as f:
         for line in f:
             if line.strip() and not line.lstrip().startswith("#"):
@@ -108,7 +78,6 @@ def is_video_list(path):
     return False
 
 
-# ---- the library ----
 @dataclasses.dataclass
 class Listed:
     name: str  # the path as listed (or as found under --video_path): the key of every output line
@@ -118,8 +87,6 @@ class Listed:
 
 def list_videos(video_path, filelist, num_classes):
     """The videos to tag, in order, each once."""
-    from extractor.videos import find_videos, read_filelist
-
     if video_path:
         items = [Listed(v.path, v, []) for v in find_videos(video_path)]
     else:
@@ -142,206 +109,12 @@ def class_ids(fields, num_classes, filelist):
     return sorted({int(text) for text in fields})
 
 
-# ---- journals: append-only JSONL that survives kill -9 ----
-def read_jsonl(path):
-    """The records of a JSONL file (none when it is missing); a last line cut short is skipped."""
-    if not os.path.exists(path):
-        return []
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.endswith("\n")]
-
-
-def cut_torn_tail(path):
-    """Truncate a last line without its newline: what a kill during a write leaves."""
-    if not os.path.exists(path):
-        return
-    with open(path, "rb+") as f:
-        end = pos = f.seek(0, os.SEEK_END)
-        keep = 0
-        while pos > 0:
-            start = max(0, pos - 65536)
-            f.seek(start)
-            newline = f.read(pos - start).rfind(b"\n")
-            if newline >= 0:
-                keep = start + newline + 1
-                break
-            pos = start
-        if keep < end:
-            f.truncate(keep)
-
-
-class Journal:
-    def __init__(self, path):
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        cut_torn_tail(path)
-        self.file = open(path, "a", encoding="utf-8")
-
-    def append(self, records):
-        self.file.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-        self.file.flush()
-        os.fsync(self.file.fileno())
-
-    def close(self):
-        self.file.close()
-
-
-def journal_pairs(save_dir):
-    """(predictions, timeline) paths: the main files first, then every rank's parts."""
-    pairs = [(os.path.join(save_dir, PREDICTIONS), os.path.join(save_dir, TIMELINE))]
-    for path in sorted(glob.glob(os.path.join(glob.escape(save_dir), PARTS, "predictions.rank*.jsonl"))):
-        folder, name = os.path.split(path)
-        pairs.append((path, os.path.join(folder, name.replace("predictions.", "timeline.", 1))))
-    return pairs
-
-
-def tagged_videos(save_dir):
-    """Every video some run has committed, in any process's journal."""
-    return {r["video"] for path, _ in journal_pairs(save_dir) for r in read_jsonl(path)}
-
-
-class Outputs:
-    """This process's journals: its own pair of files, so no two processes append to one."""
-
-    def __init__(self, save_dir, with_timeline):
-        rank, world = dist.rank(), dist.world_size()
-        if world == 1:
-            predictions, timeline = journal_pairs(save_dir)[0]
-        else:
-            predictions, timeline = (os.path.join(save_dir, PARTS, f"{stem}.rank{rank}.jsonl")
-                                     for stem in ("predictions", "timeline"))
-        cut_torn_tail(predictions)
-        # Windows written just before a kill, without their video's prediction, would repeat.
-        committed = {r["video"] for r in read_jsonl(predictions)}
-        windows = read_jsonl(timeline)
-        if any(w["video"] not in committed for w in windows):
-            write_jsonl(timeline, [w for w in windows if w["video"] in committed])
-        self.predictions = Journal(predictions)
-        self.timeline = Journal(timeline) if with_timeline else None
-
-    def commit(self, prediction, windows):
-        if self.timeline is not None:
-            self.timeline.append(windows)
-        self.predictions.append([prediction])  # last: the video counts as tagged from here on
-
-    def close(self):
-        self.predictions.close()
-        if self.timeline is not None:
-            self.timeline.close()
-
-
-def write_jsonl(path, records):
-    with atomic_open(path, encoding="utf-8") as f:
-        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-
-
-def merge_parts(save_dir, order):
-    """Rank 0, once every process is done: fold parts/ into predictions.jsonl and timeline.jsonl,
-    in list order (videos of earlier runs not in this list keep their place after them)."""
-    pairs = journal_pairs(save_dir)
-    if len(pairs) == 1:
-        return
-    predictions, windows = {}, {}
-    for predictions_path, timeline_path in pairs:
-        committed = set()
-        for record in read_jsonl(predictions_path):
-            predictions.setdefault(record["video"], record)
-            committed.add(record["video"])
-        mine = {}
-        for window in read_jsonl(timeline_path):
-            if window["video"] in committed:  # others were cut short by a kill
-                mine.setdefault(window["video"], []).append(window)
-        for video, video_windows in mine.items():
-            windows.setdefault(video, video_windows)
-    position = {name: i for i, name in enumerate(order)}
-    videos = sorted(predictions, key=lambda v: position.get(v, len(order)))  # stable: others keep order
-    if windows:
-        write_jsonl(os.path.join(save_dir, TIMELINE), [w for v in videos for w in windows.get(v, [])])
-    write_jsonl(os.path.join(save_dir, PREDICTIONS), [predictions[v] for v in videos])
-    shutil.rmtree(os.path.join(save_dir, PARTS))  # last: until here the parts are the record
-
-
-def write_csv(save_dir):
-    """predictions.csv from predictions.jsonl: one row per (video, tag), rank 1 = most probable."""
-    with atomic_open(os.path.join(save_dir, CSV), newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(CSV_COLUMNS)
-        for record in read_jsonl(os.path.join(save_dir, PREDICTIONS)):
-            for rank, tag in enumerate(record["tags"], 1):
-                writer.writerow([record["video"], rank, tag["class_id"], tag["class_name"], tag["probability"]])
-
-
-# ---- the two stages ----
-class DygraphHead:
-    def __init__(self, task, weights):
-        from core.checkpoint import load_exact
-
-        self.task, self.model = task, task.build_model()
-        load_exact(self.model, weights, task.model_name)
-        self.model.eval()
-
-    def __call__(self, batch):
-        import paddle
-
-        with paddle.no_grad():
-            return self.task.forward(self.model, batch).numpy()
-
-
-class InferenceHead:
-    """The head exported by videotag.export, through paddle.inference; inputs fed by name."""
-
-    def __init__(self, prefix, feature_names, device):
-        import paddle.inference
-        from extractor.predictor import model_file
-
-        config = paddle.inference.Config(model_file(prefix), prefix + ".pdiparams")
-        if device.startswith("gpu"):
-            config.enable_use_gpu(256, int(device.partition(":")[2] or 0))
-        else:
-            config.disable_gpu()
-            config.set_cpu_math_library_num_threads(os.cpu_count() or 1)
-        config.disable_glog_info()
-        self.predictor = paddle.inference.create_predictor(config)
-        self.feature_names = list(feature_names)
-
-    def __call__(self, batch):
-        for name, array in [*zip(self.feature_names, batch.features), ("mask", batch.mask)]:
-            handle = self.predictor.get_input_handle(name)
-            handle.reshape(list(array.shape))
-            handle.copy_from_cpu(np.ascontiguousarray(array))
-        self.predictor.run()
-        return self.predictor.get_output_handle(self.predictor.get_output_names()[0]).copy_to_cpu()
-
-
-class Tagger:
-    """Frame-feature sequences -> top-k tags, through a head (dygraph or exported)."""
-
-    def __init__(self, head, model_cfg, label_names, topk, batch_size):
-        self.head, self.label_names, self.topk = head, label_names, topk
-        self.seg_num = model_cfg.get("seg_num")  # Attention Cluster's frame sampling, as in feature mode
-        self.num_classes, self.batch_size = model_cfg["num_classes"], max(1, batch_size)
-        self.feature_names, self.feature_dims = list(model_cfg["feature_names"]), list(model_cfg["feature_dims"])
-
-    def __call__(self, sequences):
-        from sequence.data import Batch, pad_batch, segments
-        from sequence.task import sigmoid
-
-        tags = []
-        for start in range(0, len(sequences), self.batch_size):
-            samples = [(segments([s], self.seg_num), []) for s in sequences[start:start + self.batch_size]]
-            features, mask, labels = pad_batch(samples, self.num_classes)
-            logits = self.head(Batch(np.arange(len(samples)), [""] * len(samples), features, mask, labels))
-            tags += [top_tags(p, self.label_names, self.topk) for p in sigmoid(logits)]
-        return tags
-
-
 def timeline_windows(result, seconds, frames_per_window, settings, backbone):
     """[(start, end, features)] over the whole video: windows of `seconds`, each fed by about
     frames_per_window frames. The video-level features sample seg_num frames over the whole video,
     too few for short windows, so a second pass samples count * frames_per_window frames, evenly
     in time, and each frame goes to the window its timestamp falls in. A window that got no frame
     (a tail shorter than the sampling step) is merged into the one before it."""
-    from extractor.pipeline import iter_video_features
-
     fps = result.info["fps"] if result.info["fps"] > 0 else 25.0  # a broken header: assume 25
     duration = result.info["frame_count"] / fps
     count = max(1, math.ceil(duration / seconds - 1e-9))
@@ -359,37 +132,8 @@ def timeline_windows(result, seconds, frames_per_window, settings, backbone):
     return windows
 
 
-def load_manifest(inference_dir):
-    path = os.path.join(inference_dir, MANIFEST)
-    if not os.path.isfile(path):
-        raise InputError(f"no {MANIFEST}: not a folder written by `bash run.sh export` (or it did not finish)",
-                         inference_dir)
-    with open(path) as f:
-        return json.load(f)
-
-
-def as_overrides(sections):
-    """{"MODEL": {...}} -> ["MODEL.key=<json>", ...]: an export's settings, as config overrides."""
-    return [f"{section}.{key}={json.dumps(value)}" for section, values in sections.items()
-            for key, value in values.items()]
-
-
-def check_head_takes_extractor_features(model_cfg, path):
-    from extractor.resnet import FEATURE_DIM
-
-    if len(model_cfg["feature_names"]) != 1 or list(model_cfg["feature_dims"]) != [FEATURE_DIM]:
-        raise InputError(f"tagging videos feeds the head the extractor's one {FEATURE_DIM}-d feature, but "
-                         f"MODEL.feature_names is {model_cfg['feature_names']} with feature_dims "
-                         f"{model_cfg['feature_dims']}", path)
-
-
 def tag_videos(args):
     """predict.py's video mode; returns the exit status: 1 when any video failed, 0 otherwise."""
-    from extractor.cli import check_settings
-    from extractor.videos import unique_videos
-    from extractor.pipeline import InferSettings, iter_video_features
-    from extractor.stores import NpyStore
-
     manifest = load_manifest(args.inference_dir) if args.inference_dir else None
     if manifest:  # the exported models fix the head's and extractor's settings; -o still overrides
         if manifest["model_name"] != args.model_name:
@@ -456,10 +200,6 @@ def tag_videos(args):
 
 def build_models(args, cfg, task, extractor_cfg, settings, manifest, device):
     """The backbone callable and the head, from the exported models or from weights."""
-    import paddle
-    from extractor.pipeline import backbone_from_config
-    from extractor.predictor import InferenceBackbone
-
     if manifest:
         device = paddle.get_device() if device.startswith("gpu") else "cpu"
         backbone = InferenceBackbone(os.path.join(args.inference_dir, manifest["backbone"]), device,
@@ -474,8 +214,6 @@ def build_models(args, cfg, task, extractor_cfg, settings, manifest, device):
 def tag_one(item, result, args, tagger, settings, backbone, store):
     """Everything of one video that comes before its commit; returns its timeline records.
     Raises ValueError for a video that cannot be tagged."""
-    from sequence.data import feature_problem
-
     problem = result.error or feature_problem([result.features], tagger.feature_names, tagger.feature_dims)
     if problem:
         raise ValueError(problem)
@@ -492,8 +230,6 @@ def tag_one(item, result, args, tagger, settings, backbone, store):
 
 def finish(save_dir, videos, failures, label_names, store, seg_num):
     """Rank 0 at the end of every run: merged journals, CSV, failures, kept feature list, report."""
-    from extractor.stores import write_text
-
     merge_parts(save_dir, [item.name for item in videos])
     write_csv(save_dir)
     write_text(os.path.join(save_dir, FAILURES), [f"{name}\t{reason}" for name, reason in failures])
