@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sequence import yt8m  # noqa: E402
+from sequence import tfrecord, yt8m  # noqa: E402
 
 
 def synthetic_videos(n, frames, seed):
@@ -57,19 +57,19 @@ def main():
         for s in range(args.shards):
             n = min(per_shard, args.videos - s * per_shard)
             path = os.path.join(tmp, f"train{s:04d}.tfrecord")
-            yt8m.write_tfrecord(path, synthetic_videos(n, args.frames, s))
+            tfrecord.write_tfrecord(path, synthetic_videos(n, args.frames, s))
             paths.append(path)
         total = sum(os.path.getsize(p) for p in paths)
-        records = [data for _, _, data in yt8m.iter_tfrecord_records(paths)]
+        records = [data for _, _, data in tfrecord.iter_tfrecord_records(paths)]
         payload = sum(len(r) for r in records)
 
         rows = []
-        _, t = best_of(args.repeat, lambda: [yt8m.crc32c(r) for r in records])
-        rows.append((f"crc32c ({yt8m.CRC_IMPLEMENTATION})", len(records), payload, t))
+        _, t = best_of(args.repeat, lambda: [tfrecord.crc32c(r) for r in records])
+        rows.append((f"crc32c ({tfrecord.CRC_IMPLEMENTATION})", len(records), payload, t))
         subset = records[:max(1, len(records) // 20)]
-        _, t = best_of(1, lambda: [yt8m.crc32c_fallback(r) for r in subset])
+        _, t = best_of(1, lambda: [tfrecord.crc32c_fallback(r) for r in subset])
         rows.append(("crc32c fallback (numpy)", len(subset), sum(map(len, subset)), t))
-        n, t = best_of(args.repeat, lambda: sum(1 for _ in yt8m.iter_tfrecord_records(paths)))
+        n, t = best_of(args.repeat, lambda: sum(1 for _ in tfrecord.iter_tfrecord_records(paths)))
         rows.append(("framing + CRC", n, total, t))
         n, t = best_of(args.repeat, lambda: sum(1 for _ in yt8m.iter_tfrecord_videos(paths)))
         rows.append(("full reader", n, total, t))

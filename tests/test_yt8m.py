@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from sequence import yt8m
+from sequence import tfrecord, yt8m
 from core.errors import InputError
 
 
@@ -54,16 +54,16 @@ def test_crc32c_known_values_and_fallback():
     known = {b"": 0, b"123456789": 0xE3069283, b"\x00" * 32: 0x8A9136AA,  # RFC 3720 B.4
              b"\xff" * 32: 0x62A8AB43, bytes(range(32)): 0x46DD794E}
     for data, crc in known.items():
-        assert yt8m.crc32c(data) == crc and yt8m.crc32c_fallback(data) == crc
-        assert yt8m._crc32c_numpy(data) == crc
+        assert tfrecord.crc32c(data) == crc and tfrecord.crc32c_fallback(data) == crc
+        assert tfrecord._crc32c_numpy(data) == crc
     # TFRecord mask: rotate right by 15, add 0xa282ead8
-    crc = yt8m.crc32c(b"123456789")
-    assert yt8m.masked_crc(b"123456789") == (((crc >> 15) | (crc << 17)) + 0xA282EAD8) % 2**32
+    crc = tfrecord.crc32c(b"123456789")
+    assert tfrecord.masked_crc(b"123456789") == (((crc >> 15) | (crc << 17)) + 0xA282EAD8) % 2**32
     rng = np.random.default_rng(1)
     for n in (0, 1, 8, 63, 64, 1023, 1024, 5000, 70001):
         data = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
-        assert yt8m.crc32c_fallback(data) == yt8m.crc32c(data), n
-    assert yt8m._crc32c_numpy(b"123456789") == 0xE3069283
+        assert tfrecord.crc32c_fallback(data) == tfrecord.crc32c(data), n
+    assert tfrecord._crc32c_numpy(b"123456789") == 0xE3069283
 
 
 @pytest.mark.parametrize("packed", [True, False])
@@ -72,7 +72,7 @@ def test_round_trip(tmp_path, packed):
     videos[1] = (videos[1][0], videos[1][1], [])          # no labels at all
     videos[2] = (videos[2][0], videos[2][1], [0, 127, 128, 3861])  # 1- and 2-byte varints
     path = str(tmp_path / "train0000.tfrecord")
-    assert yt8m.write_tfrecord(path, videos, packed_labels=packed) == 4
+    assert tfrecord.write_tfrecord(path, videos, packed_labels=packed) == 4
     stats = collections.Counter()
     got = list(yt8m.iter_tfrecord_videos([path], stats=stats))
     assert_same(videos, got)
@@ -101,7 +101,7 @@ def test_empty_shard_and_missing_file(tmp_path):
 def test_truncated_shard(tmp_path, caplog, cut):
     videos = make_videos(3)
     path = str(tmp_path / "train0001.tfrecord")
-    yt8m.write_tfrecord(path, videos)
+    tfrecord.write_tfrecord(path, videos)
     offsets, size = record_offsets(path)
     end = {"data": offsets[1] + 100, "header": offsets[1] + 5, "footer": offsets[2] - 2}[cut]
     with open(path, "r+b") as f:
@@ -121,7 +121,7 @@ def test_truncated_shard(tmp_path, caplog, cut):
 def test_bad_data_crc(tmp_path, caplog):
     videos = make_videos(3)
     path = str(tmp_path / "train0002.tfrecord")
-    yt8m.write_tfrecord(path, videos)
+    tfrecord.write_tfrecord(path, videos)
     offsets, _ = record_offsets(path)
     with open(path, "rb") as f:
         data = bytearray(f.read())
@@ -142,7 +142,7 @@ def test_bad_data_crc(tmp_path, caplog):
 def test_bad_length_crc_skips_rest_of_shard(tmp_path):
     videos = make_videos(3)
     path = str(tmp_path / "train0003.tfrecord")
-    yt8m.write_tfrecord(path, videos)
+    tfrecord.write_tfrecord(path, videos)
     offsets, _ = record_offsets(path)
     with open(path, "rb") as f:
         data = bytearray(f.read())
@@ -162,7 +162,7 @@ def test_missing_rgb_field(tmp_path):
     audio_only = ("a0", {"audio": rng.integers(0, 256, (4, 128), dtype=np.uint8)}, [7])
     good = make_videos(1)[0]
     path = str(tmp_path / "train0004.tfrecord")
-    yt8m.write_tfrecord(path, [good, audio_only])
+    tfrecord.write_tfrecord(path, [good, audio_only])
     with pytest.raises(InputError) as err:
         list(yt8m.iter_tfrecord_videos([path]))
     assert path in str(err.value) and "record 1" in str(err.value) and "'rgb'" in str(err.value)
@@ -177,11 +177,11 @@ def test_missing_rgb_field(tmp_path):
 def test_missing_id_and_garbage_payload(tmp_path):
     path = str(tmp_path / "bad.tfrecord")
     with open(path, "wb") as f:
-        f.write(yt8m.frame_record(b"\xff\xff\xff"))  # valid framing, not a message
+        f.write(tfrecord.frame_record(b"\xff\xff\xff"))  # valid framing, not a message
     with pytest.raises(InputError, match="record 0"):
         list(yt8m.iter_tfrecord_videos([path]))
     with open(path, "wb") as f:
-        f.write(yt8m.frame_record(b""))  # empty message: no id
+        f.write(tfrecord.frame_record(b""))  # empty message: no id
     with pytest.raises(InputError, match="record 0: missing context feature 'id'"):
         list(yt8m.iter_tfrecord_videos([path]))
 
@@ -189,7 +189,7 @@ def test_missing_id_and_garbage_payload(tmp_path):
 def test_max_frames_cap(tmp_path):
     videos = make_videos(2, frames=[20, 4])
     path = str(tmp_path / "train0005.tfrecord")
-    yt8m.write_tfrecord(path, videos)
+    tfrecord.write_tfrecord(path, videos)
     got = list(yt8m.iter_tfrecord_videos([path], max_frames=7))
     assert got[0][1]["rgb"].shape == (7, 1024) and got[0][1]["audio"].shape == (7, 128)
     np.testing.assert_array_equal(got[0][1]["rgb"], expected(videos[0][1]["rgb"][:7]))
@@ -202,15 +202,15 @@ def test_irregular_encoding_uses_generic_parser():
     """A frame with an extra (unknown) field defeats the strided fast path; same result."""
     videos = make_videos(1, frames=6)
     vid, feats, labels = videos[0]
-    fast = yt8m.encode_sequence_example(vid, feats, labels)
-    L = yt8m._len_field
-    frames = [L(1, yt8m._bytes_feature([row.tobytes()])) for row in feats["rgb"]]
-    frames[3] = L(1, yt8m._bytes_feature([feats["rgb"][3].tobytes()]) + L(9, b"extra"))
-    lists = (yt8m._map_entry("rgb", b"".join(frames))
-             + yt8m._map_entry("audio", b"".join(
-                 L(1, yt8m._bytes_feature([r.tobytes()])) for r in feats["audio"])))
-    context = (yt8m._map_entry("id", yt8m._bytes_feature([vid.encode()]))
-               + yt8m._map_entry("labels", yt8m._int64_feature(labels, packed=False)))
+    fast = tfrecord.encode_sequence_example(vid, feats, labels)
+    L = tfrecord._len_field
+    frames = [L(1, tfrecord._bytes_feature([row.tobytes()])) for row in feats["rgb"]]
+    frames[3] = L(1, tfrecord._bytes_feature([feats["rgb"][3].tobytes()]) + L(9, b"extra"))
+    lists = (tfrecord._map_entry("rgb", b"".join(frames))
+             + tfrecord._map_entry("audio", b"".join(
+                 L(1, tfrecord._bytes_feature([r.tobytes()])) for r in feats["audio"])))
+    context = (tfrecord._map_entry("id", tfrecord._bytes_feature([vid.encode()]))
+               + tfrecord._map_entry("labels", tfrecord._int64_feature(labels, packed=False)))
     slow = L(2, lists) + L(1, context)  # feature_lists first, too
     a = yt8m.parse_sequence_example(fast)
     b = yt8m.parse_sequence_example(slow)
@@ -273,7 +273,7 @@ def test_rank_split_disjoint_and_complete(tmp_path, num_shards, world):
     for s in range(num_shards):
         videos = make_videos(3 + s, frames=2, seed=s, prefix=f"s{s}v")
         path = str(tmp_path / f"train{s:04d}.tfrecord")
-        yt8m.write_tfrecord(path, videos)
+        tfrecord.write_tfrecord(path, videos)
         shards.append(path)
         all_ids += [v[0] for v in videos]
     plans = [yt8m.shards_for_rank(shards, r, world) for r in range(world)]
@@ -385,7 +385,7 @@ def test_wire_format_matches_protobuf_runtime():
     vid, feats, labels = make_videos(1, frames=4)[0]
     labels = [3, 300, 3861]
     # ours -> protobuf runtime
-    ex = SequenceExample.FromString(yt8m.encode_sequence_example(vid, feats, labels))
+    ex = SequenceExample.FromString(tfrecord.encode_sequence_example(vid, feats, labels))
     assert ex.context.feature["id"].bytes_list.value == [vid.encode()]
     assert list(ex.context.feature["labels"].int64_list.value) == labels
     rows = [f.bytes_list.value[0] for f in ex.feature_lists.feature_list["rgb"].feature]
@@ -406,6 +406,6 @@ def test_wire_format_matches_protobuf_runtime():
 def test_reader_with_numpy_crc_fallback(tmp_path, monkeypatch):
     videos = make_videos(2, frames=3)
     path = str(tmp_path / "train0006.tfrecord")
-    yt8m.write_tfrecord(path, videos)
-    monkeypatch.setattr(yt8m, "crc32c", yt8m.crc32c_fallback)
+    tfrecord.write_tfrecord(path, videos)
+    monkeypatch.setattr(tfrecord, "crc32c", tfrecord.crc32c_fallback)
     assert_same(videos, list(yt8m.iter_tfrecord_videos([path])))

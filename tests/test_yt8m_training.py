@@ -12,7 +12,7 @@ import eval as eval_cli
 import predict as predict_cli
 import train as train_cli
 from launch import launch_two
-from sequence import yt8m
+from sequence import tfrecord, yt8m
 from test_sequence_pipeline import ROOT, cli_args, expect_input_error, params
 
 NUM_CLASSES = 6
@@ -52,7 +52,7 @@ def write_shards(folder, prefix, videos, num_shards):
     os.makedirs(folder, exist_ok=True)
     per_shard = -(-len(videos) // num_shards)
     for s in range(num_shards):
-        yt8m.write_tfrecord(os.path.join(folder, f"{prefix}{s:04d}.tfrecord"),
+        tfrecord.write_tfrecord(os.path.join(folder, f"{prefix}{s:04d}.tfrecord"),
                             videos[s * per_shard:(s + 1) * per_shard])
     return os.path.join(str(folder), f"{prefix}*.tfrecord")
 
@@ -170,7 +170,7 @@ def test_two_processes_equal_one(shards, tmp_path):
 # ---- bad records: one line naming the shard and record ----
 
 def flip_byte(path, record):
-    offset, length = yt8m.record_spans(path)[record]
+    offset, length = tfrecord.record_spans(path)[record]
     with open(path, "r+b") as f:
         f.seek(offset + length // 2)
         byte = f.read(1)

@@ -29,7 +29,7 @@ from extractor.videos import VIDEO_EXTENSIONS, find_videos, read_filelist, uniqu
 from sequence.data import feature_problem
 
 from . import cli, report
-from .heads import (MANIFEST, DygraphHead, InferenceHead, Tagger, as_overrides,  # noqa: F401  (Tagger: documented here)
+from .heads import (DygraphHead, InferenceHead, Tagger, as_overrides,  # noqa: F401  (Tagger: documented here)
                     check_head_takes_extractor_features, load_manifest, read_label_names)
 from .journal import CSV, FAILURES, PREDICTIONS, REPORT, TIMELINE, Outputs, merge_parts, read_jsonl, tagged_videos, write_csv
 from .models import default_config_path
