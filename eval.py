@@ -3,13 +3,13 @@
     python eval.py --model_name AttentionLSTM --weights out/AttentionLSTM_best.pdparams
 """
 import json
-import logging
 
 import videotag  # noqa: F401  (sets OMP_NUM_THREADS before paddle loads)
 from core import dist
 from videotag import cli
 from core.errors import exit_on_input_error
 from core.fsutil import atomic_open
+from core.log import log
 
 
 @exit_on_input_error
@@ -28,7 +28,7 @@ def main(argv=None):
     load_exact(model, args.weights, task.model_name)
     metrics = trainer.evaluate(model, "test")
     if dist.is_main():
-        logging.getLogger("videotag").info("%s on %s: %s", args.weights, cfg.TEST.filelist,
+        log.info("%s on %s: %s", args.weights, cfg.TEST.filelist,
                                            ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         with atomic_open(f"{args.save_dir}/metrics.json") as f:
             json.dump(metrics, f, indent=2)

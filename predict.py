@@ -10,7 +10,6 @@ A feature list (.npy/.npz/.h5#key per line, as the extractor writes) runs the he
         --label_file data/labels.txt --filelist infer.list --save_dir out/pred --topk 20
 """
 import json
-import logging
 import os
 import sys
 
@@ -18,6 +17,7 @@ import videotag  # noqa: F401  (sets OMP_NUM_THREADS before paddle loads)
 from core import dist
 from core.errors import InputError, exit_on_input_error
 from core.fsutil import atomic_open
+from core.log import log
 from videotag import cli, journal, tagging
 from videotag.heads import read_label_names, top_tags
 
@@ -43,7 +43,7 @@ def tag_features(args, cfg, task):
             for name, p_video in zip(names, probabilities):
                 f.write(json.dumps({"video": name, "tags": top_tags(p_video, label_names, topk)}) + "\n")
         journal.write_csv(args.save_dir)
-        logging.getLogger("videotag").info("tagged %d videos: %s", len(names), path)
+        log.info("tagged %d videos: %s", len(names), path)
 
 
 @exit_on_input_error

@@ -1,11 +1,10 @@
 """Loading .pdparams into a model: exactly (eval, predict, resume) or where names and shapes match
 (fine-tuning from another label set or another checkpoint)."""
-import logging
 import os
 
 from .errors import InputError
+from .log import log
 
-log = logging.getLogger("videotag")
 
 
 def read_state(path):

@@ -13,7 +13,6 @@ A task says what is model-specific, with these members:
 and optionally convert_pretrained(state, model): a --pretrain checkpoint renamed to the model's names.
 """
 import glob
-import logging
 import math
 import os
 import re
@@ -25,8 +24,8 @@ from tqdm import tqdm
 from . import checkpoint, dist
 from .errors import InputError
 from .fsutil import atomic_path
+from .log import log
 
-log = logging.getLogger("videotag")
 
 
 def learning_rate(train_cfg, epoch, examples_seen):

@@ -1,6 +1,5 @@
 """python -m extractor: TSN ResNet-101 frame features for every video of a list or folder."""
 import argparse
-import logging
 import os
 import sys
 import time
@@ -10,12 +9,12 @@ from tqdm import tqdm
 from core import dist
 from core.config import CONFIG_DIR, load_config
 from core.errors import InputError, exit_on_input_error
+from core.log import log, setup as setup_logging
 
 from .pipeline import InferSettings, backbone_from_config, iter_video_features
 from .stores import make_store, remove_stale_temporaries, write_text
 from .videos import find_videos, read_filelist, unique_videos
 
-log = logging.getLogger("extractor")
 
 FEATURE_LIST = "features.list"
 FAILURES = "failures.txt"
@@ -48,16 +47,6 @@ def check_settings(settings, config_path):
     if settings.target_size > settings.short_size:
         raise InputError(f"INFER.target_size {settings.target_size} is larger than INFER.short_size "
                          f"{settings.short_size}", config_path)
-
-
-def setup_logging():
-    # Our own handler: paddle configures the root logger with its own format on import.
-    prefix = f"[extractor rank {dist.rank()}]" if dist.world_size() > 1 else "[extractor]"
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter(f"{prefix} %(levelname)s: %(message)s"))
-    log.handlers[:] = [handler]
-    log.setLevel(logging.INFO)
-    log.propagate = False
 
 
 def extract(args, backbone=None):
@@ -129,5 +118,5 @@ def run(videos, settings, backbone, store):
 
 @exit_on_input_error
 def main(argv=None):
-    setup_logging()
+    setup_logging(every_rank=True)  # each process reports its share
     return extract(parse_args(argv))

@@ -5,7 +5,6 @@ weights' content, then runs it through paddle.inference (oneDNN on CPU, GPU and 
 TensorRT on CUDA builds). Dygraph is the fallback, and what tests compare against.
 """
 import hashlib
-import logging
 import os
 import shutil
 import tempfile
@@ -13,10 +12,11 @@ import tempfile
 import numpy as np
 import paddle
 
+from core.log import log
+
 from .resnet import ResNet
 from .weights import load_weights
 
-log = logging.getLogger("extractor")
 
 DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "videotag", "extractor")
 INPUT_NAME = "images"

@@ -7,7 +7,6 @@ loads straight into the extractor (extractor/weights.py strips `backbone.` and i
 `--pretrain` takes our TSN checkpoints and any ResNet the extractor reads (VideoTag static,
 PaddleVideo dygraph, a bare ResNet): its backbone is renamed to ours, its classifier dropped.
 """
-import logging
 
 import numpy as np
 import paddle
@@ -15,11 +14,11 @@ import paddle.nn.functional as F
 from paddle import nn
 
 from core.errors import InputError
+from core.log import log
 
 from .resnet import FEATURE_DIM, ResNet
 from .tsn_data import VideoListSource
 
-log = logging.getLogger("videotag")
 
 
 class TSN(nn.Layer):

@@ -7,16 +7,15 @@
 - ours (resnet.py): [backbone.]stem.conv.weight, [backbone.]stages.2.22.conv3.bn._variance, fc.weight ...
 The classifier (fc) of any scheme is ignored; other unknown keys and missing keys are reported.
 """
-import logging
 import os
 
 import numpy as np
 
 from core.errors import InputError
+from core.log import log
 
 from .resnet import BLOCKS_PER_STAGE
 
-log = logging.getLogger("extractor")
 
 BN_STATIC = {"weight": "scale", "bias": "offset", "_mean": "mean", "_variance": "variance"}
 BN_DYGRAPH = {"weight": "weight", "bias": "bias", "_mean": "_mean", "_variance": "_variance"}

@@ -16,15 +16,14 @@ A bad CRC, a truncated shard or a malformed message raises InputError naming the
 and skipped (sequence/yt8m.py describes the counts).
 """
 import functools
-import logging
 import os
 import struct
 
 import numpy as np
 
 from core.errors import InputError
+from core.log import log
 
-log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- CRC32C

@@ -47,7 +47,6 @@ import collections
 import functools
 import glob
 import itertools
-import logging
 import os
 import pickle
 
@@ -55,12 +54,12 @@ import numpy as np
 
 from core.errors import InputError
 from core.lists import rank_shares, read_ahead
+from core.log import log
 
 from .data import Batch, HeadSource, feature_problem, pad_batch, segments
 from .tfrecord import (CorruptRecord, decode_sequence_example, iter_tfrecord_records, read_record, record_spans,
                        report_corrupt)
 
-log = logging.getLogger(__name__)
 
 MAX_FRAMES = 300
 FEATURE_DIMS = {"rgb": 1024, "audio": 128}

@@ -86,7 +86,7 @@ def test_two_processes_share_the_work_and_match_one(resumed_run, video_list, tmp
     status, logs = launch_two(["-m", "extractor", "--filelist", str(listing), "--save_dir", str(save_dir),
                                "--format", "hdf5", *TINY], log_dir)
     assert status == 0, logs
-    shares = [f"[extractor rank {rank}] INFO: {NUM_VIDEOS // 2} videos: 0 already done, "
+    shares = [f"rank {rank}] {NUM_VIDEOS // 2} videos: 0 already done, "
               f"{NUM_VIDEOS // 2} to extract" for rank in (0, 1)]
     assert all(share in logs for share in shares), logs
 

@@ -1,10 +1,9 @@
 """What train.py, eval.py and predict.py share: their common flags, logging, the task for a model."""
 import argparse
-import logging
 import os
 
-from core import dist
 from core.config import load_config
+from core.log import setup as setup_logging
 
 from .models import MODELS, default_config_path, make_task
 
@@ -23,13 +22,7 @@ def parser(description, weights_help=None):
 
 def setup(args):
     """Logging (only the first process talks), the config, the save folder, the task."""
-    log = logging.getLogger("videotag")
-    if not log.handlers:  # our own handler: paddle sets up the root logger with its format on import
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", datefmt="%H:%M:%S"))
-        log.addHandler(handler)
-        log.propagate = False
-    log.setLevel(logging.INFO if dist.is_main() else logging.WARNING)
+    setup_logging()
     cfg = load_config(args.config or default_config_path(args.model_name), args.override)
     args.save_dir = args.save_dir or os.path.join("output", args.model_name)
     return cfg, make_task(args.model_name, cfg)

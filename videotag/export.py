@@ -8,19 +8,18 @@ incomplete).
         --extractor_weights tsn.pdparams --save_dir inference/
 """
 import json
-import logging
 import os
 
 import core  # noqa: F401  (sets OMP_NUM_THREADS before paddle loads)
 from core.config import load_config
 from core.errors import exit_on_input_error
 from core.fsutil import atomic_open
+from core.log import log
 
 from . import cli
 from .heads import MANIFEST, check_head_takes_extractor_features
 from .tagging import add_extractor_arguments
 
-log = logging.getLogger("videotag")
 HEAD, BACKBONE = "head", "backbone"
 
 

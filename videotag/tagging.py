@@ -8,7 +8,6 @@ loses no finished video and a rerun does only the rest. failures.txt, report.htm
 rewritten at the end of every run. The head and its tags are in heads.py.
 """
 import dataclasses
-import logging
 import math
 import os
 import sys
@@ -21,6 +20,7 @@ from core import dist
 from core.config import load_config
 from core.errors import InputError
 from core.fsutil import atomic_open
+from core.log import log
 from extractor.cli import check_settings
 from extractor.pipeline import InferSettings, backbone_from_config, iter_video_features
 from extractor.predictor import InferenceBackbone
@@ -34,7 +34,6 @@ from .heads import (DygraphHead, InferenceHead, Tagger, as_overrides,  # noqa: F
 from .journal import CSV, FAILURES, PREDICTIONS, REPORT, TIMELINE, Outputs, merge_parts, read_jsonl, tagged_videos, write_csv
 from .models import default_config_path
 
-log = logging.getLogger("videotag")
 
 
 # ---- command line ----
