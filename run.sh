@@ -14,15 +14,16 @@ usage() {
   cat <<'USAGE'
 usage: bash run.sh VERB [ARGS...]
   setup                      create .venv and install the pinned requirements (done by every verb on first use)
-  demo [HEAD] [--weights W]  make a small video library, extract, train HEAD (default AttentionLSTM), evaluate, tag
+  demo [HEAD] [--extractor_weights W]  a small video library: extract, train HEAD (AttentionLSTM), evaluate, tag
   extract ARGS               stage one: videos -> frame features (python -m extractor --help)
   train MODEL [ARGS]         train a model of videotag/models.py (AttentionLSTM, TSN, ...) on every visible GPU
   eval MODEL --weights W     metrics on the config's TEST list -> <save_dir>/metrics.json
   predict MODEL --weights W  tags of a feature list -> <save_dir>/predictions.jsonl
-  tag --model M --weights W  videos -> tags, timelines, report in one resumable pass (predict.py --help)
-  export ARGS                Paddle inference models of backbone and head (python -m videotag.export)
+  tag MODEL --weights W --extractor_weights T   videos -> tags, timelines, report in one resumable pass
+  export MODEL --weights W --extractor_weights T   Paddle inference models of backbone and head
   test [PYTEST ARGS]         the test suite
-Each verb passes its remaining arguments on; `bash run.sh VERB --help` shows them.
+Each verb passes its remaining arguments on; `bash run.sh VERB --help` shows them. MODEL may also
+be given as --model MODEL. The head's weights are --weights, the backbone's --extractor_weights.
 USAGE
 }
 
@@ -64,16 +65,14 @@ launch() {
   exec "$VENV/bin/python" "$@"
 }
 
-# `run.sh train MODEL args` -> train.py --model_name MODEL args (the model's config from videotag/models.py)
-model_verb() {
-  local script="$1"; shift
-  if [[ $# -eq 0 || "$1" == -* ]]; then
-    [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]] && { "$VENV/bin/python" "$script" --help; exit 0; }
-    echo "usage: bash run.sh ${script%.py} MODEL [ARGS]  (MODEL: a model of videotag/models.py, e.g. AttentionLSTM)" >&2
-    exit 2
+# Every verb with a model takes it first or as --model: `run.sh train MODEL args` runs
+# train.py --model_name MODEL args (the model's config from videotag/models.py).
+with_model() {
+  if [[ $# -gt 0 && "$1" != -* ]]; then
+    local model="$1"; shift
+    set -- --model_name "$model" "$@"
   fi
-  local model="$1"; shift
-  launch "$script" --model_name "$model" "$@"
+  MODEL_ARGS=("$@")
 }
 
 cd "$HERE"
@@ -81,11 +80,13 @@ verb="${1:-help}"; shift || true
 case "$verb" in
   help|-h|--help) usage ;;
   setup) setup ;;
-  train) setup; model_verb train.py "$@" ;;
-  eval) setup; model_verb eval.py "$@" ;;
-  predict) setup; model_verb predict.py "$@" ;;
-  tag) setup; launch predict.py "$@" ;;
-  export) setup; exec "$VENV/bin/python" -m videotag.export "$@" ;;
+  train|eval|predict|tag|export)
+    setup; with_model "$@"
+    case "$verb" in
+      export) exec "$VENV/bin/python" -m videotag.export "${MODEL_ARGS[@]}" ;;
+      tag) launch predict.py "${MODEL_ARGS[@]}" ;;
+      *) launch "$verb.py" "${MODEL_ARGS[@]}" ;;
+    esac ;;
   demo) setup; exec "$VENV/bin/python" -m videotag.demo "$@" ;;
   extract) setup; launch -m extractor "$@" ;;
   test) setup; exec "$VENV/bin/python" -m pytest -q tests "$@" ;;

@@ -9,6 +9,7 @@ from tqdm import tqdm
 from core import dist
 from core.config import CONFIG_DIR, load_config
 from core.errors import InputError, exit_on_input_error
+from core.flags import renamed
 from core.log import log, setup as setup_logging
 
 from .pipeline import InferSettings, backbone_from_config, iter_video_features
@@ -28,16 +29,29 @@ def parse_args(argv=None):
                         "copied to features.list")
     source.add_argument("--video_path", help="a folder: every video file under it, recursively")
     parser.add_argument("--save_dir", required=True, help="where features, features.list and failures.txt go")
-    parser.add_argument("--config", default=DEFAULT_CONFIG)
-    parser.add_argument("-o", "--override", action="append", default=[], metavar="SECTION.key=value")
-    parser.add_argument("--weights", help="ResNet checkpoint (VideoTag static, PaddleVideo dygraph "
-                        "or ours); without it the weights are random")
+    # --extractor_config / --extractor_override: the names tag and export give these flags.
+    parser.add_argument("--config", "--extractor_config", default=DEFAULT_CONFIG, help="(default configs/tsn.yaml)")
+    parser.add_argument("-o", "--override", "--extractor_override", action="append", default=[],
+                        metavar="SECTION.key=value", help="override a config value (repeatable), e.g. "
+                        "-o INFER.seg_num=100")
     parser.add_argument("--format", choices=("npy", "hdf5"), default="npy")
-    parser.add_argument("--backend", choices=("inference", "dygraph"), default="inference",
-                        help="paddle.inference (fast) or plain dygraph")
-    parser.add_argument("--cache_dir", help="where exported models are kept "
-                        "(default ~/.cache/videotag/extractor)")
+    add_backbone_arguments(parser)
+    renamed(parser, "--weights", "--extractor_weights")
+    renamed(parser, "--backend", "--extractor_backend")
     return parser.parse_args(argv)
+
+
+def add_backbone_arguments(parser, runs=True):
+    """The backbone's flags, the same in every command that has them (extract, tag, export, demo);
+    `runs`: the command runs the backbone (not only exports it)."""
+    parser.add_argument("--extractor_weights", help="ResNet checkpoint of the backbone (VideoTag tsn.pdparams, "
+                        "PaddleVideo or ours); without it the weights are random and the features meaningless")
+    if not runs:
+        return
+    parser.add_argument("--extractor_backend", choices=("inference", "dygraph"), default="inference",
+                        help="run the backbone through paddle.inference (fast) or plain dygraph")
+    parser.add_argument("--cache_dir", help="where the backbone exported for paddle.inference is cached "
+                        "(default ~/.cache/videotag/extractor)")
 
 
 def check_settings(settings, config_path):
@@ -79,7 +93,7 @@ def extract(args, backbone=None):
     failures = []
     if todo:
         if backbone is None:
-            backbone = backbone_from_config(cfg, args.weights, args.backend, args.cache_dir)
+            backbone = backbone_from_config(cfg, args.extractor_weights, args.extractor_backend, args.cache_dir)
         failures = run(todo, settings, backbone, store)
 
     failures = [item for part in dist.all_gather_object(failures) for item in part]

@@ -11,13 +11,14 @@ import h5py
 import numpy as np
 import pytest
 
+from extractor import cli
 from launch import launch_two
 from videos import write_video
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Dygraph and tiny frames: no export, and slow enough per video to be killed half way.
 TINY = ["-o", "INFER.seg_num=6", "-o", "INFER.short_size=40", "-o", "INFER.target_size=32",
-        "-o", "INFER.batch_size=2", "-o", "INFER.num_workers=1", "--backend", "dygraph"]
+        "-o", "INFER.batch_size=2", "-o", "INFER.num_workers=1", "--extractor_backend", "dygraph"]
 NUM_VIDEOS = 8
 
 
@@ -98,3 +99,11 @@ def test_two_processes_share_the_work_and_match_one(resumed_run, video_list, tmp
         assert sorted(key + ".npy" for key in keys) == sorted(single)
         for key in keys:
             np.testing.assert_allclose(store[key][()], single[key + ".npy"], rtol=1e-5, atol=1e-5)
+
+
+def test_old_flag_names_still_work_with_a_line_naming_the_new_ones(capsys):
+    args = cli.parse_args(["--filelist", "x.list", "--save_dir", "out", "--weights", "tsn.pdparams",
+                           "--backend", "dygraph"])
+    assert (args.extractor_weights, args.extractor_backend) == ("tsn.pdparams", "dygraph")
+    err = capsys.readouterr().err
+    assert "--weights is now --extractor_weights" in err and "--backend is now --extractor_backend" in err

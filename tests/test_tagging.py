@@ -97,7 +97,7 @@ def assert_same_tags(a, b, atol):
 
 @pytest.mark.smoke
 def test_one_command_equals_extract_then_predict(library, dygraph_tagged, tmp_path):
-    argv = ["--filelist", str(library["list"]), "--save_dir", str(tmp_path / "features"), "--backend", "dygraph"]
+    argv = ["--filelist", str(library["list"]), "--save_dir", str(tmp_path / "features"), "--extractor_backend", "dygraph"]
     for item in EXTRACT:
         argv += ["-o", item]
     assert extractor_cli.extract(extractor_cli.parse_args(argv)) == 1  # the broken file

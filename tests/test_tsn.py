@@ -114,7 +114,7 @@ def test_two_processes_equal_one(videos, trained, tmp_path):
 
 
 def extract(videos, save_dir, *weights):
-    args = ["--filelist", str(videos / "train.list"), "--save_dir", str(save_dir), "--backend", "dygraph",
+    args = ["--filelist", str(videos / "train.list"), "--save_dir", str(save_dir), "--extractor_backend", "dygraph",
             "-o", "MODEL.num_layers=50", "-o", "INFER.seg_num=2", "-o", "INFER.short_size=32",
             "-o", "INFER.target_size=28", "-o", "INFER.batch_size=4"]
     run = subprocess.run([sys.executable, "-m", "extractor", *args, *weights], cwd=ROOT,
@@ -125,7 +125,7 @@ def extract(videos, save_dir, *weights):
 
 def test_extraction_uses_the_tuned_backbone(videos, trained, tmp_path):
     weights = str(trained / "TSN_best.pdparams")
-    tuned = extract(videos, tmp_path / "tuned", "--weights", weights)
+    tuned = extract(videos, tmp_path / "tuned", "--extractor_weights", weights)
     random = extract(videos, tmp_path / "random")
     model = TSN(50, 2)
     model.set_state_dict(paddle.load(weights))

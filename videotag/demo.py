@@ -1,7 +1,7 @@
 """bash run.sh demo [HEAD]: both stages, end to end, on a small generated video library (CPU, minutes).
 
 make library -> extract frame features -> train HEAD -> evaluate next to chance -> tag test videos.
-The backbone has random weights unless --weights is given: features then carry brightness, texture
+The backbone has random weights unless --extractor_weights is given: features then carry brightness, texture
 and their changes over time well, colours and shapes poorly, and the figures say so.
 """
 import argparse
@@ -13,6 +13,7 @@ import numpy as np
 
 import core  # noqa: F401  (sets OMP_NUM_THREADS before paddle loads)
 from core.errors import InputError, exit_on_input_error
+from core.flags import renamed
 
 from . import synthetic
 from .models import HEADS, MODELS
@@ -34,12 +35,12 @@ def extract_library(library, save_dir, weights):
     lists, backbone = {}, None
     for split in SPLITS:
         argv = ["--filelist", library["lists"][split], "--save_dir", os.path.join(save_dir, split)]
-        argv += ["--weights", weights] if weights else []
+        argv += ["--extractor_weights", weights] if weights else []
         for item in EXTRACT:
             argv += ["-o", item]
         args = extractor_cli.parse_args(argv)
         if backbone is None:
-            backbone = backbone_from_config(load_config(args.config, args.override), weights, args.backend,
+            backbone = backbone_from_config(load_config(args.config, args.override), weights, args.extractor_backend,
                                             args.cache_dir)
         if extractor_cli.extract(args, backbone=backbone) != 0:
             raise InputError(f"some videos failed, see {args.save_dir}/failures.txt", library["lists"][split])
@@ -90,18 +91,21 @@ def print_report(head, metrics, baselines, predictions_path, library, lists, sec
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="bash run.sh demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("head", nargs="?", default="AttentionLSTM", choices=HEADS)
-    parser.add_argument("--weights", help="backbone checkpoint (VideoTag tsn.pdparams, PaddleVideo or ours)")
+    parser.add_argument("head", nargs="?", choices=HEADS, help="the head to train (default AttentionLSTM)")
+    parser.add_argument("--model", choices=HEADS, help="the same, as the other commands take it")
+    parser.add_argument("--extractor_weights", help="backbone checkpoint (VideoTag tsn.pdparams, PaddleVideo or ours)")
+    renamed(parser, "--weights", "--extractor_weights")
     parser.add_argument("--library", default="data/demo", help="where the generated videos go (made once)")
     parser.add_argument("--save_dir", default="output/demo", help="features, checkpoints, metrics, tags")
     parser.add_argument("--num_videos", type=int, default=240)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    args.head = args.model or args.head or "AttentionLSTM"
     start = time.time()
 
     library = synthetic.make_library(args.library, num_videos=args.num_videos, seed=args.seed)
-    feature_dir = os.path.join(args.save_dir, "features-" + ("random" if not args.weights else "given"))
-    lists = extract_library(library, feature_dir, args.weights)
+    feature_dir = os.path.join(args.save_dir, "features-" + ("random" if not args.extractor_weights else "given"))
+    lists = extract_library(library, feature_dir, args.extractor_weights)
 
     import eval as eval_cli
     import predict as predict_cli
@@ -118,7 +122,7 @@ def main(argv=None):
     metrics = eval_cli.main(common + ["--weights", best])
     predict_cli.main(common + ["--weights", best, "--label_file", library["labels_file"], "--topk", "5"])
     print_report(args.head, metrics, chance_baselines(lists, len(library["label_names"])),
-                 os.path.join(head_dir, "predictions.jsonl"), library, lists, time.time() - start, args.weights)
+                 os.path.join(head_dir, "predictions.jsonl"), library, lists, time.time() - start, args.extractor_weights)
 
 
 if __name__ == "__main__":

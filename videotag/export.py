@@ -65,7 +65,7 @@ def export(args, cfg, task, extractor_cfg):
 def main(argv=None):
     p = cli.parser(__doc__, weights_help="the .pdparams of the head")
     p.prog = "python -m videotag.export"
-    add_extractor_arguments(p)
+    add_extractor_arguments(p, runs=False)
     args = p.parse_args(argv)
     args.save_dir = args.save_dir or os.path.join("output", args.model_name, "inference")
     cfg, task = cli.setup(args)

@@ -21,7 +21,7 @@ from core.config import load_config
 from core.errors import InputError
 from core.fsutil import atomic_open
 from core.log import log
-from extractor.cli import check_settings
+from extractor.cli import add_backbone_arguments, check_settings
 from extractor.pipeline import InferSettings, backbone_from_config, iter_video_features
 from extractor.predictor import InferenceBackbone
 from extractor.stores import NpyStore, write_text
@@ -37,24 +37,19 @@ from .models import default_config_path
 
 
 # ---- command line ----
-def add_extractor_arguments(p):
-    """Stage one's flags, shared by predict.py and videotag.export."""
+def add_extractor_arguments(p, runs=True):
+    """Stage one's flags, shared by predict.py and videotag.export (see add_backbone_arguments)."""
     p.add_argument("--extractor_config", default=default_config_path("TSN"),
                    help="the extractor's yaml (default configs/tsn.yaml)")
     p.add_argument("--extractor_override", action="append", default=[], metavar="SECTION.key=value",
                    help="override an extractor config value (repeatable), e.g. INFER.seg_num=100")
-    p.add_argument("--extractor_weights", help="ResNet checkpoint of the extractor (tsn.pdparams); "
-                   "without it the backbone is random and its tags meaningless")
+    add_backbone_arguments(p, runs)
 
 
 def add_arguments(p):
     """predict.py's flags for tagging videos."""
     p.add_argument("--video_path", help="tag every video under this folder (recursively)")
     add_extractor_arguments(p)
-    p.add_argument("--extractor_backend", choices=("inference", "dygraph"), default="inference",
-                   help="run the backbone through paddle.inference (fast) or plain dygraph")
-    p.add_argument("--cache_dir", help="where the backbone exported for paddle.inference is cached "
-                   "(default ~/.cache/videotag/extractor)")
     p.add_argument("--inference_dir", help="run the models exported by `bash run.sh export` from this "
                    "folder (instead of --weights and --extractor_weights)")
     p.add_argument("--keep_features", metavar="DIR", help="also save each video's features as "
