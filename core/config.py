@@ -9,8 +9,10 @@ import os
 import yaml
 
 from .errors import InputError
+from .fsutil import atomic_open
 
 SECTIONS = ("MODEL", "TRAIN", "VALID", "TEST", "INFER")
+SAVED_NAME = "config.yaml"  # the resolved config a training run leaves beside its checkpoints
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 
@@ -66,3 +68,22 @@ def apply_override(sections, item, path="-o"):
         sections[section][name] = yaml.safe_load(value)
     except yaml.YAMLError:
         raise InputError(f"override '{item}': value is not valid YAML", path) from None
+
+
+def save_config(cfg, folder):
+    """Write the resolved config (file plus overrides) to folder/config.yaml."""
+    with atomic_open(os.path.join(folder, SAVED_NAME)) as f:
+        yaml.safe_dump({name: dict(cfg[name]) for name in SECTIONS}, f, sort_keys=False)
+
+
+def saved_config_beside(weights, model_name):
+    """The config.yaml a training run of `model_name` left beside the checkpoint `weights`, or None."""
+    path = os.path.join(os.path.dirname(os.path.abspath(weights)), SAVED_NAME) if weights else None
+    if not path or not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            saved = yaml.safe_load(f)
+        return path if saved["MODEL"]["name"] == model_name else None
+    except (yaml.YAMLError, TypeError, KeyError):  # not ours: the model's own config then
+        return None

@@ -22,6 +22,7 @@ import paddle
 from tqdm import tqdm
 
 from . import checkpoint, dist
+from .config import save_config
 from .errors import InputError
 from .fsutil import atomic_path
 from .log import log
@@ -147,6 +148,7 @@ class Trainer:
         scaler = paddle.amp.GradScaler() if self.amp else None
         steps = train_source.num_batches(drop_last=True)
         if dist.is_main():
+            save_config(cfg, self.save_dir)  # eval, predict, tag and export read it beside the checkpoints
             log.info("training %s on %d videos (%d batches of %d per epoch, %d process(es), %s) into %s",
                      task.model_name, len(train_source), steps, train_cfg.batch_size, self.world,
                      self.device, self.save_dir)

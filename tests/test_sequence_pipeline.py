@@ -58,6 +58,10 @@ def test_train_eval_predict_attention_lstm(dataset, tmp_path):
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert set(saved) == {"gap", "hit_at_one", "perr", "map", "loss"}
     assert saved == pytest.approx(metrics)
+    # The run's resolved config is saved beside its checkpoints: no -o needed to evaluate them.
+    assert "lstm_size: 16" in (tmp_path / "config.yaml").read_text()
+    again = eval_cli.main(["--model_name", "AttentionLSTM", "--weights", str(best), "--save_dir", str(tmp_path / "again")])
+    assert again == pytest.approx(metrics)
     # Chance: about 1.5 of 6 classes are true, so random scores give a GAP near 0.3.
     assert metrics["gap"] > 0.8 and metrics["hit_at_one"] > 0.8
 

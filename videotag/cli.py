@@ -2,8 +2,8 @@
 import argparse
 import os
 
-from core.config import load_config
-from core.log import setup as setup_logging
+from core.config import load_config, saved_config_beside
+from core.log import log, setup as setup_logging
 
 from .models import MODELS, default_config_path, make_task
 
@@ -11,7 +11,7 @@ from .models import MODELS, default_config_path, make_task
 def parser(description, weights_help=None):
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--model_name", "--model", required=True, help=", ".join(MODELS))
-    p.add_argument("--config", help="yaml config (default: the model's file in configs/)")
+    p.add_argument("--config", help="yaml config (default: config.yaml beside --weights, written by its training run, else the model's file in configs/)")
     p.add_argument("-o", "--override", action="append", default=[], metavar="SECTION.key=value",
                    help="override a config value (repeatable), e.g. -o TRAIN.epoch=3")
     p.add_argument("--save_dir", help="output folder (default: output/<model_name>)")
@@ -23,6 +23,10 @@ def parser(description, weights_help=None):
 def setup(args):
     """Logging (only the first process talks), the config, the save folder, the task."""
     setup_logging()
+    if not args.config:
+        args.config = saved_config_beside(getattr(args, "weights", None), args.model_name)
+        if args.config:
+            log.info("config of the training run: %s", args.config)
     cfg = load_config(args.config or default_config_path(args.model_name), args.override)
     args.save_dir = args.save_dir or os.path.join("output", args.model_name)
     return cfg, make_task(args.model_name, cfg)
