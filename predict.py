@@ -1,71 +1,8 @@
-"""Tag videos, or the feature files of a feature list: top-k tags per video into
-<save_dir>/predictions.jsonl and predictions.csv.
-
-Videos (--video_path DIR, or a --filelist of .mp4/.avi/... files) run both stages in one resumable
-pass, with thumbnails and report.html (docs/TAGGING.md):
-    python predict.py --model AttentionLSTM --weights out/AttentionLSTM_best.pdparams \
-        --extractor_weights tsn.pdparams --label_file labels.txt --video_path library/ --save_dir tags/
-A feature list (.npy/.npz/.h5#key per line, as the extractor writes) runs the head only:
-    python predict.py --model_name AttentionLSTM --weights out/AttentionLSTM_best.pdparams \
-        --label_file data/labels.txt --filelist infer.list --save_dir out/pred --topk 20
-"""
-import json
-import os
+"""Tag videos or feature files (videotag.commands.predict); `python predict.py --help` lists its flags."""
 import sys
 
 import videotag  # noqa: F401  (sets OMP_NUM_THREADS before paddle loads)
-from core import dist
-from core.errors import InputError, exit_on_input_error
-from core.fsutil import atomic_open
-from core.log import log
-from videotag import cli, journal, tagging
-from videotag.heads import read_label_names, top_tags
-
-
-def tag_features(args, cfg, task):
-    from sequence.task import sigmoid
-    from core.checkpoint import load_exact
-    from core.trainer import Trainer
-
-    label_names = read_label_names(args.label_file, cfg.MODEL.num_classes)
-    topk = args.topk or cfg.MODEL.topk
-    trainer = Trainer(task, args.save_dir)
-    model = task.build_model()
-    load_exact(model, args.weights, task.model_name)
-    source = task.source("infer", filelist=args.filelist)
-    if source is None:
-        raise InputError("no videos to tag: give --filelist or set INFER.filelist", cfg.path)
-    names, logits, _ = trainer.infer(model, source)
-    if dist.is_main():
-        probabilities = sigmoid(logits)
-        path = os.path.join(args.save_dir, journal.PREDICTIONS)
-        with atomic_open(path, encoding="utf-8") as f:
-            for name, p_video in zip(names, probabilities):
-                f.write(json.dumps({"video": name, "tags": top_tags(p_video, label_names, topk)}) + "\n")
-        journal.write_csv(args.save_dir)
-        log.info("tagged %d videos: %s", len(names), path)
-
-
-@exit_on_input_error
-def main(argv=None):
-    """Returns the exit status: 1 when some videos could not be tagged."""
-    p = cli.parser(__doc__)
-    p.add_argument("--weights", help="the .pdparams of the head (not needed with --inference_dir)")
-    p.add_argument("--filelist", help="videos or a feature list to tag (default INFER.filelist, features)")
-    p.add_argument("--label_file", help="tag names, one per line (line number = class id)")
-    p.add_argument("--topk", type=int, help="tags per video (default MODEL.topk)")
-    tagging.add_arguments(p)
-    args = p.parse_args(argv)
-    if args.video_path and args.filelist:
-        raise InputError("give --video_path or --filelist, not both")
-    if args.video_path or (args.filelist and tagging.is_video_list(args.filelist)):
-        return tagging.tag_videos(args)
-    if not args.weights:
-        raise InputError("--weights (the head's .pdparams) is required to tag features")
-    cfg, task = cli.setup(args)
-    tag_features(args, cfg, task)
-    return 0
-
+from videotag.commands import predict as main
 
 if __name__ == "__main__":
     sys.exit(main())

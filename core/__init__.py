@@ -9,7 +9,4 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
 
-try:
-    import h5py  # noqa: F401
-except ImportError:  # only HDF5 feature stores need it
-    pass
+import h5py  # noqa: E402,F401  (before paddle: see above)

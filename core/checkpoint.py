@@ -2,14 +2,13 @@
 (fine-tuning from another label set or another checkpoint)."""
 import os
 
+import paddle
+
 from .errors import InputError
 from .log import log
 
 
-
 def read_state(path):
-    import paddle
-
     if not os.path.isfile(path):
         raise InputError("checkpoint not found", path)
     try:

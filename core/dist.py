@@ -1,6 +1,9 @@
 """One process or many under `paddle.distributed.launch`: who am I, and who writes."""
 import os
 
+import paddle
+import paddle.distributed
+
 
 def rank():
     return int(os.environ.get("PADDLE_TRAINER_ID", "0"))
@@ -16,8 +19,6 @@ def is_main():
 
 def select_device():
     """GPU when paddle was built with CUDA and sees one, else CPU. Returns the device string."""
-    import paddle
-
     if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
         device = "gpu"
         if world_size() > 1:
@@ -35,9 +36,7 @@ def init_parallel():
     """Join the process group once when launched with several processes (gloo on CPU, NCCL on GPU)."""
     global _initialised
     if world_size() > 1 and not _initialised:
-        import paddle.distributed as dist
-
-        dist.init_parallel_env()
+        paddle.distributed.init_parallel_env()
         _initialised = True
 
 
@@ -52,15 +51,11 @@ def all_gather_object(obj):
     """The list of `obj` from every process, in rank order (just [obj] with one process)."""
     if world_size() == 1:
         return [obj]
-    import paddle.distributed as dist
-
     out = []
-    dist.all_gather_object(out, obj)
+    paddle.distributed.all_gather_object(out, obj)
     return out
 
 
 def barrier():
     if world_size() > 1:
-        import paddle.distributed as dist
-
-        dist.barrier()
+        paddle.distributed.barrier()

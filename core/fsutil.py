@@ -3,6 +3,8 @@ import contextlib
 import os
 import tempfile
 
+import numpy as np
+
 
 @contextlib.contextmanager
 def atomic_path(path):
@@ -32,8 +34,6 @@ def atomic_open(path, mode="w", **kwargs):
 
 
 def save_npy(path, array):
-    import numpy as np
-
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, array)

@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from .predictor import create_backbone
 from .resnet import FEATURE_DIM
 from .sampling import normalize
 from .video import VideoError, read_sampled_crops
@@ -91,8 +92,6 @@ def _decode_ahead(videos, settings):
 
 def backbone_from_config(cfg, weights=None, backend="inference", cache_dir=None):
     """The backbone callable for a loaded tsn.yaml config (see predictor.create_backbone)."""
-    from .predictor import create_backbone
-
     return create_backbone(int(cfg.MODEL.num_layers), weights, int(cfg.INFER.target_size), backend,
                            cache_dir, int(cfg.INFER.batch_size), bool(cfg.INFER.get("use_tensorrt", False)))
 

@@ -10,6 +10,7 @@ import glob
 import os
 import shutil
 
+import h5py
 import numpy as np
 
 from core.fsutil import atomic_open, atomic_path, save_npy
@@ -65,8 +66,6 @@ class Hdf5Store:
         return os.path.join(self.staging, video_id + ".npz")
 
     def completed(self, video_ids, seg_num):
-        import h5py
-
         shape, done = expected_shape(seg_num), set()
         stored = h5py.File(self.store, "r") if os.path.exists(self.store) else None
         try:
@@ -96,8 +95,6 @@ class Hdf5Store:
 
     def finalize(self):
         """Merge staged videos into the store: copy, append, rename over."""
-        import h5py
-
         staged = sorted(glob.glob(os.path.join(self.staging, "**", "*.npz"), recursive=True))
         if not staged:
             return

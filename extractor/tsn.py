@@ -14,10 +14,10 @@ import paddle.nn.functional as F
 from paddle import nn
 
 from core.errors import InputError
-from core.log import log
 
 from .resnet import FEATURE_DIM, ResNet
 from .tsn_data import VideoListSource
+from .weights import convert_state
 
 
 
@@ -63,8 +63,6 @@ class TSNTask:
         """--pretrain: our TSN names pass as they are; a ResNet in another scheme the extractor reads
         (VideoTag static, PaddleVideo dygraph, a bare ResNet) is renamed onto `backbone.*`, and its
         classifier dropped."""
-        from .weights import convert_state
-
         backbone_state = model.backbone.state_dict()
         if any(key.startswith("backbone.") and key[len("backbone."):] in backbone_state for key in state):
             return state

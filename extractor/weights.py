@@ -10,6 +10,7 @@ The classifier (fc) of any scheme is ignored; other unknown keys and missing key
 import os
 
 import numpy as np
+import paddle
 
 from core.errors import InputError
 from core.log import log
@@ -88,8 +89,6 @@ def convert_state(checkpoint, model_state, depth):
 
 def load_weights(model, path):
     """Load `path` into `model` (a ResNet), logging missing and unexpected keys."""
-    import paddle
-
     if not os.path.isfile(path):
         raise InputError("weights file not found", path)
     try:

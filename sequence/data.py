@@ -16,6 +16,7 @@ against the list file's folder. The path names one of:
 import os
 from dataclasses import dataclass, field
 
+import h5py
 import numpy as np
 
 from core.errors import InputError
@@ -116,8 +117,6 @@ def feature_problem(arrays, feature_names, feature_dims):
 
 
 def _load_hdf5(video, feature_names):
-    import h5py
-
     with h5py.File(video.path, "r") as store:
         if video.key not in store:
             raise InputError(f"{video.path}: no dataset '{video.key}' in the store", video.list_path, video.line)

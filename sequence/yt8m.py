@@ -54,7 +54,6 @@ import numpy as np
 
 from core.errors import InputError
 from core.lists import rank_shares, read_ahead
-from core.log import log
 
 from .data import Batch, HeadSource, feature_problem, pad_batch, segments
 from .tfrecord import (CorruptRecord, decode_sequence_example, iter_tfrecord_records, read_record, record_spans,

@@ -1,5 +1,6 @@
 """What train.py, eval.py and predict.py share: their common flags, logging, the task for a model."""
 import argparse
+import inspect
 import os
 
 from core.config import load_config, saved_config_beside
@@ -8,8 +9,9 @@ from core.log import log, setup as setup_logging
 from .models import MODELS, default_config_path, make_task
 
 
-def parser(description, weights_help=None):
-    p = argparse.ArgumentParser(description=description)
+def parser(description, prog, weights_help=None):
+    p = argparse.ArgumentParser(prog=prog, description=inspect.cleandoc(description),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model_name", "--model", required=True, help=", ".join(MODELS))
     p.add_argument("--config", help="yaml config (default: config.yaml beside --weights, written by its training run, else the model's file in configs/)")
     p.add_argument("-o", "--override", action="append", default=[], metavar="SECTION.key=value",

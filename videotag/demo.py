@@ -12,10 +12,15 @@ import time
 import numpy as np
 
 import core  # noqa: F401  (sets OMP_NUM_THREADS before paddle loads)
+from core.config import load_config
 from core.errors import InputError, exit_on_input_error
 from core.flags import renamed
+from extractor import cli as extractor_cli
+from extractor.pipeline import backbone_from_config
+from sequence.data import read_feature_list
+from sequence.metrics import all_metrics
 
-from . import synthetic
+from . import commands, synthetic
 from .models import HEADS, MODELS
 
 # Few segments and a small crop, so that extraction fits a 2-core machine in about a minute.
@@ -28,10 +33,6 @@ SPLITS = ("train", "val", "test")
 
 def extract_library(library, save_dir, weights):
     """Features of every split, with one backbone; returns {split: features.list}."""
-    from extractor import cli as extractor_cli
-    from extractor.pipeline import backbone_from_config
-    from core.config import load_config
-
     lists, backbone = {}, None
     for split in SPLITS:
         argv = ["--filelist", library["lists"][split], "--save_dir", os.path.join(save_dir, split)]
@@ -50,9 +51,6 @@ def extract_library(library, save_dir, weights):
 
 def chance_baselines(lists, num_classes):
     """Metrics of guessing: random scores, and every video scored by the classes' training frequency."""
-    from sequence.data import read_feature_list
-    from sequence.metrics import all_metrics
-
     def multi_hot(path):
         videos = read_feature_list(path, num_classes)
         labels = np.zeros((len(videos), num_classes))
@@ -107,20 +105,16 @@ def main(argv=None):
     feature_dir = os.path.join(args.save_dir, "features-" + ("random" if not args.extractor_weights else "given"))
     lists = extract_library(library, feature_dir, args.extractor_weights)
 
-    import eval as eval_cli
-    import predict as predict_cli
-    import train as train_cli
-
     head_dir = os.path.join(args.save_dir, args.head)
     common = ["--model_name", args.head, "--save_dir", head_dir]
     for item in [*MODELS[args.head].demo] + TRAIN + [
             f"MODEL.num_classes={len(library['label_names'])}", f"TRAIN.filelist={lists['train']}",
             f"VALID.filelist={lists['val']}", f"TEST.filelist={lists['test']}", f"INFER.filelist={lists['test']}"]:
         common += ["-o", item]
-    train_cli.main(common)
+    commands.train(common)
     best = os.path.join(head_dir, f"{args.head}_best.pdparams")
-    metrics = eval_cli.main(common + ["--weights", best])
-    predict_cli.main(common + ["--weights", best, "--label_file", library["labels_file"], "--topk", "5"])
+    metrics = commands.evaluate(common + ["--weights", best])
+    commands.predict(common + ["--weights", best, "--label_file", library["labels_file"], "--topk", "5"])
     print_report(args.head, metrics, chance_baselines(lists, len(library["label_names"])),
                  os.path.join(head_dir, "predictions.jsonl"), library, lists, time.time() - start, args.extractor_weights)
 

@@ -11,10 +11,15 @@ import json
 import os
 
 import core  # noqa: F401  (sets OMP_NUM_THREADS before paddle loads)
+import paddle
+from paddle.static import InputSpec
+
+from core.checkpoint import load_exact
 from core.config import load_config
 from core.errors import exit_on_input_error
 from core.fsutil import atomic_open
 from core.log import log
+from extractor.predictor import INPUT_NAME, build_model
 
 from . import cli
 from .heads import MANIFEST, check_head_takes_extractor_features
@@ -24,19 +29,12 @@ HEAD, BACKBONE = "head", "backbone"
 
 
 def head_input_spec(model_cfg):
-    from paddle.static import InputSpec
-
     return [[InputSpec([None, None, dim], "float32", name=name)
              for name, dim in zip(model_cfg["feature_names"], model_cfg["feature_dims"])],
             InputSpec([None, None], "float32", name="mask")]
 
 
 def export(args, cfg, task, extractor_cfg):
-    import paddle
-    from extractor.predictor import INPUT_NAME, build_model
-
-    from core.checkpoint import load_exact
-
     os.makedirs(args.save_dir, exist_ok=True)
     head = task.build_model()
     load_exact(head, args.weights, task.model_name)
@@ -47,7 +45,7 @@ def export(args, cfg, task, extractor_cfg):
     size = int(extractor_cfg.INFER.target_size)
     backbone = build_model(int(extractor_cfg.MODEL.num_layers), args.extractor_weights)
     paddle.jit.save(backbone, os.path.join(args.save_dir, BACKBONE),
-                    input_spec=[paddle.static.InputSpec([None, 3, size, size], "float32", INPUT_NAME)])
+                    input_spec=[InputSpec([None, 3, size, size], "float32", INPUT_NAME)])
     manifest = {"model_name": task.model_name, "head": HEAD, "backbone": BACKBONE,
                 "model": dict(cfg.MODEL),
                 "extractor": {"MODEL": {"num_layers": extractor_cfg.MODEL.num_layers},
@@ -63,8 +61,7 @@ def export(args, cfg, task, extractor_cfg):
 
 @exit_on_input_error
 def main(argv=None):
-    p = cli.parser(__doc__, weights_help="the .pdparams of the head")
-    p.prog = "python -m videotag.export"
+    p = cli.parser(__doc__, prog="python -m videotag.export", weights_help="the .pdparams of the head")
     add_extractor_arguments(p, runs=False)
     args = p.parse_args(argv)
     args.save_dir = args.save_dir or os.path.join("output", args.model_name, "inference")

@@ -8,9 +8,12 @@ import html
 import os
 import urllib.parse
 
+import cv2
+import decord
 import numpy as np
 
 from core.fsutil import atomic_open
+from sequence.metrics import mean_ap
 
 THUMBS = "thumbs"
 THUMB_HEIGHT = 96
@@ -25,9 +28,6 @@ def thumbnail_path(save_dir, video_name):
 
 def write_thumbnail(video_path, dest):
     """The video's middle frame as a small JPEG; False when it cannot be read (the page shows none)."""
-    import cv2
-    import decord
-
     try:
         reader = decord.VideoReader(video_path, ctx=decord.cpu(0), num_threads=1)
         frame = reader[len(reader) // 2].asnumpy()
@@ -82,8 +82,6 @@ def tag_frequency(predictions, label_names):
 def average_precisions(predictions, label_names, labels):
     """Rows of per-class AP over the labelled videos, and the mAP. Scores are the top-k
     probabilities; a class outside a video's top-k counts as 0 (exact when topk >= classes)."""
-    from sequence.metrics import mean_ap
-
     rows = [r for r in predictions if r["video"] in labels]
     scores = np.zeros((len(rows), len(label_names)))
     truth = np.zeros_like(scores)

@@ -1,6 +1,7 @@
 """NeXtVLAD: grouped soft-assignment VLAD per modality, then an SE context-gated hidden layer."""
 import math
 
+import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
@@ -94,8 +95,6 @@ class NeXtVLAD(nn.Layer):
 def eigen_scale(eigen_file, dim):
     """sqrt of the first `dim` eigenvalues in an .npy of shape [>= dim] or [>= dim, 1], plus 1e-4
     (the reference NeXtVLAD reader's rgb scaling, applied after dequantisation)."""
-    import numpy as np
-
     try:
         values = np.load(eigen_file).reshape(-1)
     except Exception as err:
