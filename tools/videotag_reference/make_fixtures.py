@@ -370,7 +370,11 @@ def random_attention_lstm_params(program, rng):
         elif p.name.endswith(".b_0"):
             val = rng.randn(*shape) * 0.1
         elif p.name == "rgb_weight.w_0":
-            val = rng.randn(*shape) * 3.0 / np.sqrt(shape[0])   # a peaked attention
+            val = rng.randn(*shape) * 8.0 / np.sqrt(shape[0])   # a peaked attention
+        elif p.name in ("fc1.w_0", "fc2.w_0"):
+            val = rng.randn(*shape) * 2.0 / np.sqrt(shape[0])
+        elif p.name == "output.w_0":
+            val = rng.randn(*shape) * 4.0 / np.sqrt(shape[0])   # logits spread over ~[-5, 5]
         else:
             val = rng.randn(*shape) / np.sqrt(shape[0])
         params[p.name] = val.astype(np.float32)
