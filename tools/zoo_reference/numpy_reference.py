@@ -16,7 +16,7 @@ import numpy as np
 
 DROP_INFER_SCALE = 0.5  # fluid dropout (downgrade_in_infer) at inference: x * (1 - p), p = 0.5
 BN_EPSILON = 1e-5       # fluid.layers.batch_norm default
-L2_EPSILON = 1e-12      # fluid.layers.l2_normalize default: x / sqrt(max(sum x^2, eps))
+L2_EPSILON = 1e-12      # fluid.layers.l2_normalize default: x / sqrt(sum x^2 + eps)
 
 
 # ---------------------------------------------------------------- weight files
@@ -98,7 +98,7 @@ def softmax(x, axis):
 
 
 def l2_normalize(x, axis):
-    return x / np.sqrt(np.maximum((x * x).sum(axis=axis, keepdims=True), L2_EPSILON))
+    return x / np.sqrt((x * x).sum(axis=axis, keepdims=True) + L2_EPSILON)
 
 
 def batch_norm_infer(x, params, prefix):
