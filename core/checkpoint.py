@@ -2,19 +2,20 @@
 (fine-tuning from another label set or another checkpoint)."""
 import os
 
-import paddle
-
+from . import safeload
 from .errors import InputError
 from .log import log
 
 
-def read_state(path):
+def read_state(path, what="checkpoint"):
+    """The {name: numpy array} of a .pdparams, .safetensors or (nested) .pdopt, read without running
+    anything the file asks for (core/safeload.py)."""
     if not os.path.isfile(path):
-        raise InputError("checkpoint not found", path)
+        raise InputError(f"{what} not found", path)
     try:
-        state = paddle.load(path)
-    except Exception as err:
-        raise InputError(f"cannot read checkpoint ({type(err).__name__}: {err})", path) from None
+        state = safeload.load(path)
+    except safeload.WeightsFileError as err:
+        raise InputError(str(err)) from None
     if not isinstance(state, dict):
         raise InputError("not a parameter file (.pdparams holding a dict of tensors)", path)
     return state

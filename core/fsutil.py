@@ -1,7 +1,7 @@
 """Atomic file writes: a reader (or a rerun after kill -9) sees the old file or the new, never half of one."""
 import contextlib
 import os
-import tempfile
+import secrets
 
 import numpy as np
 
@@ -13,9 +13,10 @@ def atomic_path(path):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     base, ext = os.path.splitext(os.path.basename(path))
-    # Keep the extension: np.save and paddle.save look at it.
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp" + ext, dir=folder)
-    os.close(fd)
+    # Keep the extension: np.save and paddle.save look at it. Mode 0o666 less the umask, as any new
+    # file gets (tempfile.mkstemp would make it 0600: a teammate or web server could not read it).
+    tmp = os.path.join(folder, f".{base}.{secrets.token_hex(6)}.tmp{ext}")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield tmp
         os.replace(tmp, path)

@@ -10,9 +10,11 @@ No escape hatch: a file this refuses was not written by paddle.save / fluid.save
 import collections
 import os
 import pickle
-import secrets
 
 import numpy as np
+from safetensors.numpy import load_file, save
+
+from .fsutil import atomic_path
 
 NAME_TABLE = "StructuredToParameterName@@"  # paddle.save's structured name -> parameter name
 BIG_PARAMS = "UnpackBigParamInfor@@"  # paddle.save splits arrays over 1 GiB with protocol 2/3
@@ -159,8 +161,6 @@ def load(path):
         head = f.read(9)
     # safetensors: 8-byte header length, then a JSON header; a pickle (protocol >= 2) starts 0x80
     if path.endswith(".safetensors") or (head[8:9] == b"{" and head[:1] != b"\x80"):
-        from safetensors.numpy import load_file
-
         try:
             return load_file(path)
         except Exception:  # noqa: BLE001 - SafetensorError, or a header that is not JSON
@@ -201,24 +201,10 @@ def _untuple(obj):
 def save_safetensors(state, path):
     """Write {name: array} (numpy arrays or paddle Tensors) to `path` as safetensors, atomically:
     a reader sees the old file or the new one. The file gets the usual umask-based mode."""
-    from safetensors.numpy import save
-
-    path = os.fspath(path)
     arrays = {}
     for name, value in state.items():
         if not hasattr(value, "__array__"):
             raise ValueError(f"{name!r} is a {type(value).__name__}, not an array: safetensors holds arrays only")
         arrays[name] = np.ascontiguousarray(np.asarray(value))
-    data = save(arrays)
-    tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
-    # os.open with 0o666 lets the umask decide the mode (mkstemp would make it 0600)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # save_file would make the file 0600
+        f.write(save(arrays))

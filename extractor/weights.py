@@ -7,11 +7,11 @@
 - ours (resnet.py): [backbone.]stem.conv.weight, [backbone.]stages.2.22.conv3.bn._variance, fc.weight ...
 The classifier (fc) of any scheme is ignored; other unknown keys and missing keys are reported.
 """
-import os
 
 import numpy as np
 import paddle
 
+from core.checkpoint import read_state
 from core.errors import InputError
 from core.log import log
 
@@ -89,14 +89,7 @@ def convert_state(checkpoint, model_state, depth):
 
 def load_weights(model, path):
     """Load `path` into `model` (a ResNet), logging missing and unexpected keys."""
-    if not os.path.isfile(path):
-        raise InputError("weights file not found", path)
-    try:
-        checkpoint = paddle.load(path)
-    except Exception as err:  # paddle raises many kinds on a bad pickle
-        raise InputError(f"cannot read weights ({err})", path) from None
-    if not isinstance(checkpoint, dict):
-        raise InputError("weights file does not hold a dict of parameters", path)
+    checkpoint = read_state(path, "weights file")
     model_state = model.state_dict()
     state, missing, unexpected = convert_state(checkpoint, model_state, model.depth)
     if not state:

@@ -40,18 +40,18 @@ line, ``#`` comments; relative lines are taken relative to the list file's folde
 are taken relative to ``base_dir`` (the current directory when None).
 
 Pickles (:func:`iter_pickle_videos`) hold a list of dicts ``{video, feature, audio, label, nframes}``
-with uint8 ``feature [n, 1024]`` (rgb) and ``audio [n, 128]``.  Unpickling runs code: read only
-pickles you trust.
+with uint8 ``feature [n, 1024]`` (rgb) and ``audio [n, 128]``, read by core/safeload.py: a pickle that
+asks for more than arrays and containers is refused.
 """
 import collections
 import functools
 import glob
 import itertools
 import os
-import pickle
 
 import numpy as np
 
+from core import safeload
 from core.errors import InputError
 from core.lists import rank_shares, read_ahead
 
@@ -168,12 +168,11 @@ def _pickle_records(paths, record_stride, record_offset, stats):
 def _load_pickle(path):
     """The list of video dicts of one reference pickle."""
     try:
-        with open(path, "rb") as f:
-            items = pickle.load(f, encoding="latin1")  # latin1: Python 2 pickles of numpy
+        items = safeload.load_pickle(path)  # runs nothing the file asks for
     except OSError as err:
         raise InputError(f"cannot open pickle: {err.strerror or err}", path) from None
-    except Exception as err:  # noqa: BLE001 - any unpickling failure is bad input
-        raise InputError(f"not a readable pickle ({type(err).__name__}: {err})", path) from None
+    except safeload.WeightsFileError as err:
+        raise InputError(str(err)) from None
     if not isinstance(items, (list, tuple)):
         raise InputError(f"expected a list of dicts, found {type(items).__name__}", path)
     return items

@@ -415,3 +415,28 @@ def test_safetensors_holds_arrays_only(trained, tmp_path):
     with pytest.raises(ValueError, match="'LR_Scheduler' is a dict, not an array"):
         safeload.save_safetensors(safeload.load(trained[0] / "adam.pdopt"), tmp_path / "adam.safetensors")
     assert os.listdir(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- every load path of the commands
+
+def test_every_command_that_opens_weights_refuses_a_crafted_file(tmp_path, capsys):
+    from core import checkpoint
+    from core.errors import InputError
+    from extractor.resnet import ResNet
+    from extractor.weights import load_weights
+    from sequence import yt8m
+
+    marker = tmp_path / "marker"
+    evil = tmp_path / "evil.pdparams"
+    with open(evil, "wb") as f:
+        pickle.dump({"conv1_weights": touch(marker)}, f)
+    evil_pickle = tmp_path / "train.pkl"
+    with open(evil_pickle, "wb") as f:
+        pickle.dump([{"video": "v", "feature": touch(marker)}], f)
+    loaders = [lambda: load_weights(ResNet(50), str(evil)),  # --extractor_weights, --pretrain of TSN
+               lambda: checkpoint.read_state(str(evil)),  # --weights, --pretrain, --resume
+               lambda: list(yt8m.iter_pickle_videos([str(evil_pickle)]))]  # YouTube-8M pickles
+    for load in loaders:
+        with pytest.raises(InputError, match=r"(evil\.pdparams|train\.pkl) asks to call (os|posix)\.system: " + REFUSAL):
+            load()
+    assert not marker.exists()
