@@ -1,26 +1,70 @@
-"""List files and how their entries are shared out: every list kind (videos, features, labelled
-videos) is read by one walker, and every data source splits its global batches the same way."""
+"""List files and how their entries are shared out: every list kind (videos, labelled videos,
+features, shards) is read by one reader and written by one writer, and every data source splits
+its global batches the same way.
+
+A list has one entry per line: a path, then fields (labels) separated by white space. Blank lines
+and lines starting with # are skipped, and a UTF-8 byte order mark is ignored. A line with a tab
+is split on tabs (VideoTag-style paths with spaces). A path that holds white space, or starts with
+# or ", is written as a JSON string ("my clip.mp4"), so any path we write reads back unchanged.
+"""
 import collections
 import concurrent.futures
+import json
 import os
 
 import numpy as np
 
 from .errors import InputError
+from .fsutil import atomic_open
 
 
 def list_entries(list_path, kind="feature list"):
-    """(line number, fields, folder) of each entry of a list file. Blank and # lines are skipped;
-    a line with a tab is split on tabs (paths with spaces), others on whitespace; `folder` is
-    where relative paths resolve."""
+    """(line number, fields, folder) of each entry of a list file; fields[0] is the path as listed,
+    `folder` the list's folder (see resolve)."""
     if not list_path or not os.path.isfile(list_path):
         raise InputError(f"{kind} not found", list_path)
     folder = os.path.dirname(os.path.abspath(list_path))
-    with open(list_path) as f:
+    with open(list_path, encoding="utf-8-sig") as f:
         for line_no, line in enumerate(f, 1):
-            if line.strip() and not line.lstrip().startswith("#"):
-                fields = line.split("\t") if "\t" in line else line.split()
-                yield line_no, [x.strip() for x in fields if x.strip()], folder
+            line = line.rstrip("\r\n")
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            yield line_no, _fields(line, list_path, line_no), folder
+
+
+def _fields(line, list_path, line_no):
+    if line.startswith('"'):
+        try:
+            path, end = json.JSONDecoder().raw_decode(line)
+        except json.JSONDecodeError:
+            raise InputError("malformed line: a path that starts with \" must be a JSON string "
+                             '("my clip.mp4")', list_path, line_no) from None
+        if not isinstance(path, str) or (line[end:end + 1] and not line[end].isspace()):
+            raise InputError("malformed line: white space must follow the quoted path", list_path, line_no)
+        return [path, *line[end:].split()]
+    fields = line.split("\t") if "\t" in line else line.split()
+    return [x.strip() for x in fields if x.strip()]
+
+
+def format_entry(path, fields=()):
+    """The list line of `path` and its fields that list_entries reads back unchanged."""
+    plain = path and not any(c.isspace() for c in path) and not path.startswith(("#", '"'))
+    return " ".join([path if plain else json.dumps(path, ensure_ascii=False), *map(str, fields)])
+
+
+def write_list(path, entries):
+    """Write (path, fields) entries as a list file, atomically."""
+    with atomic_open(path, encoding="utf-8") as f:
+        f.writelines(format_entry(listed, fields) + "\n" for listed, fields in entries)
+
+
+def resolve(listed, folder):
+    """Where a listed path is: as given when absolute; else beside the list when it is there, else
+    relative to the working directory (VideoTag's lists name paths from where its commands ran)."""
+    if os.path.isabs(listed):
+        return listed
+    beside = os.path.join(folder, listed)
+    return beside if os.path.exists(beside) or not os.path.exists(listed) else listed
 
 
 def rank_shares(items, batch_size, rank, world, drop_last):

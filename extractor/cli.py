@@ -10,6 +10,7 @@ from core import dist
 from core.config import CONFIG_DIR, load_config
 from core.errors import InputError, exit_on_input_error
 from core.flags import renamed
+from core.lists import write_list
 from core.log import log, setup as setup_logging
 
 from .pipeline import InferSettings, backbone_from_config, iter_video_features
@@ -100,9 +101,8 @@ def extract(args, backbone=None):
     if dist.is_main():
         store.finalize()
         finished = store.completed([v.video_id for v in videos], settings.seg_num)
-        write_text(os.path.join(args.save_dir, FEATURE_LIST),
-                   [" ".join((store.list_path(v.video_id),) + v.labels)
-                    for v in videos if v.video_id in finished])
+        write_list(os.path.join(args.save_dir, FEATURE_LIST),
+                   [(store.list_path(v.video_id), v.labels) for v in videos if v.video_id in finished])
         write_text(os.path.join(args.save_dir, FAILURES), [f"{path}\t{reason}" for path, reason in failures])
         log.info("%d of %d videos have features; list in %s", len(finished), len(videos),
                  os.path.join(args.save_dir, FEATURE_LIST))

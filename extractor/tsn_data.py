@@ -14,7 +14,7 @@ import decord
 import numpy as np
 
 from core.errors import InputError
-from core.lists import batch_count, list_entries, list_shares, read_ahead
+from core.lists import batch_count, list_entries, list_shares, read_ahead, resolve
 
 from .sampling import crop_frames, normalize, resize_short_side, segment_middles
 from .video import first_line
@@ -48,9 +48,10 @@ def read_video_list(list_path, num_classes):
         if label >= num_classes:
             raise InputError(f"label {label} is out of range: MODEL.num_classes is {num_classes}",
                              list_path, line_no)
-        path = name if os.path.isabs(name) else os.path.join(folder, name)
+        path = resolve(name, folder)
         if not os.path.isfile(path):
-            raise InputError(f"video file not found: {path}", list_path, line_no)
+            raise InputError(f"video file not found: {name} (neither beside the list nor in the working "
+                             "directory)", list_path, line_no)
         videos.append(LabelledVideo(name, path, label, line_no))
     if not videos:
         raise InputError("the list is empty: no videos to read", list_path)

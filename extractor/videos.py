@@ -3,6 +3,7 @@ import dataclasses
 import os
 
 from core.errors import InputError
+from core.lists import list_entries, resolve
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".flv", ".m4v", ".mpg", ".mpeg",
                     ".wmv", ".3gp", ".ts", ".mts", ".vob", ".ogv")
@@ -23,21 +24,10 @@ def video_id(path):
 
 
 def read_filelist(path):
-    """Videos of a list; a relative path resolves against the list's folder, as in stage two, or
-    against the working directory when it is not there (VideoTag's lists)."""
-    if not os.path.isfile(path):
-        raise InputError("video list not found", path)
-    folder = os.path.dirname(os.path.abspath(path))
-    videos = []
-    with open(path) as f:
-        for line in f:
-            fields = line.split()
-            if fields:
-                listed = fields[0]
-                beside_list = os.path.join(folder, listed)
-                resolved = beside_list if not os.path.isabs(listed) and os.path.exists(beside_list) else listed
-                videos.append(Video(resolved, video_id(listed), tuple(fields[1:])))
-    return videos
+    """Videos of a list (core.lists: its rules for paths, fields and comments); a missing video is
+    not an error here but that video's failure."""
+    return [Video(resolve(fields[0], folder), video_id(fields[0]), tuple(fields[1:]))
+            for _, fields, folder in list_entries(path, "video list")]
 
 
 def find_videos(folder):

@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 
 from core.errors import InputError
-from core.lists import batch_count, list_entries, list_shares, read_ahead
+from core.lists import batch_count, list_entries, list_shares, read_ahead, resolve
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
 
@@ -62,9 +62,10 @@ def read_feature_list(list_path, num_classes, need_labels=True):
         if need_labels and not labels:
             raise InputError(f"'{name}' has no labels; training and evaluation need them", list_path, line_no)
         file_part, _, key = name.partition("#")
-        path = file_part if os.path.isabs(file_part) else os.path.join(folder, file_part)
+        path = resolve(file_part, folder)
         if not os.path.isfile(path):
-            raise InputError(f"feature file not found: {path}", list_path, line_no)
+            raise InputError(f"feature file not found: {file_part} (neither beside the list nor in the "
+                             "working directory)", list_path, line_no)
         videos.append(Video(name, path, key, sorted(set(labels)), list_path, line_no))
     if not videos:
         raise InputError("the list is empty: no videos to read", list_path)

@@ -53,7 +53,7 @@ import numpy as np
 
 from core import safeload
 from core.errors import InputError
-from core.lists import rank_shares, read_ahead
+from core.lists import list_entries, rank_shares, read_ahead
 
 from .data import Batch, HeadSource, feature_problem, pad_batch, segments
 from .tfrecord import (CorruptRecord, decode_sequence_example, iter_tfrecord_records, read_record, record_spans,
@@ -242,13 +242,9 @@ def _expand_one(item, base_dir, where=None, line=None):
 
 
 def _read_list(list_path):
-    folder = os.path.dirname(list_path)
     out = []
-    with open(list_path) as f:
-        for number, line in enumerate(f, 1):
-            line = line.strip()
-            if line and not line.startswith("#"):
-                out.extend(_expand_one(line, folder, list_path, number))
+    for number, fields, folder in list_entries(list_path, "shard list"):
+        out.extend(_expand_one(fields[0], folder, list_path, number))
     if not out:
         raise InputError("lists no shards", list_path)
     return out

@@ -15,6 +15,7 @@ import core  # noqa: F401  (sets OMP_NUM_THREADS before paddle loads)
 from core.config import load_config
 from core.errors import InputError, exit_on_input_error
 from core.flags import renamed
+from core.lists import list_entries
 from extractor import cli as extractor_cli
 from extractor.pipeline import backbone_from_config
 from sequence.data import read_feature_list
@@ -70,11 +71,7 @@ def print_report(head, metrics, baselines, predictions_path, library, lists, sec
     print(f"{'':<18}{'GAP':>8}{'Hit@1':>8}{'PERR':>8}{'mAP':>8}")
     for label, row in [(head, metrics), *baselines.items()]:
         print(f"{label:<18}" + "".join(f"{row[k]:>8.3f}" for k in ("gap", "hit_at_one", "perr", "map")))
-    truth = {}
-    with open(lists["test"]) as f:
-        for line in f:
-            path, *labels = line.split()
-            truth[path] = [names[int(c)] for c in labels]
+    truth = {fields[0]: [names[int(c)] for c in fields[1:]] for _, fields, _ in list_entries(lists["test"])}
     print("\nTags of a few test videos (top 5, probability) beside their true labels:")
     with open(predictions_path) as f:
         for line in list(f)[:5]:

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from core.errors import InputError, exit_on_input_error
 from core.fsutil import atomic_open, atomic_path
+from core.lists import write_list
 
 COLOURS = {"red": (210, 40, 40), "green": (40, 180, 60), "blue": (50, 70, 220), "yellow": (220, 200, 40)}
 SHAPES = ("circle", "square", "triangle")
@@ -190,16 +191,15 @@ def make_library(save_dir, num_videos=240, seed=0, size=(112, 84), fps=10, secon
         relative = f"videos/{split}/video_{index:05d}.mp4"
         write_mp4(os.path.join(save_dir, relative), render(plan), fps)
         videos[split].append(os.path.join(save_dir, relative))
-        lines[split].append(" ".join([relative, *(str(LABELS.index(name)) for name in plan.labels)]))
+        lines[split].append((relative, [LABELS.index(name) for name in plan.labels]))
 
     labels_file = os.path.join(save_dir, "labels.txt")
     with atomic_open(labels_file) as f:
         f.write("\n".join(LABELS) + "\n")
     lists = {}
-    for split, split_lines in lines.items():
+    for split, entries in lines.items():
         lists[split] = os.path.join(save_dir, f"{split}.list")
-        with atomic_open(lists[split]) as f:
-            f.write("".join(line + "\n" for line in split_lines))
+        write_list(lists[split], entries)
     return {"save_dir": save_dir, "label_names": list(LABELS), "labels_file": labels_file, "lists": lists,
             "videos": videos, "num_frames": num_frames, "size": (width, height), "fps": fps}
 

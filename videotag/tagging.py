@@ -20,6 +20,7 @@ from core import dist
 from core.config import load_config
 from core.errors import InputError
 from core.fsutil import atomic_open
+from core.lists import list_entries, write_list
 from core.log import log
 from extractor.cli import add_backbone_arguments, check_settings
 from extractor.pipeline import InferSettings, backbone_from_config, iter_video_features
@@ -64,11 +65,8 @@ def is_video_list(path):
     """Whether a --filelist names videos (by its first entry's extension) rather than features."""
     if not os.path.isfile(path):
         return False
-    with open(path) as f:
-        for line in f:
-            if line.strip() and not line.lstrip().startswith("#"):
-                first = line.split("\t")[0] if "\t" in line else line.split()[0]
-                return first.strip().lower().endswith(VIDEO_EXTENSIONS)
+    for _, fields, _ in list_entries(path):
+        return fields[0].lower().endswith(VIDEO_EXTENSIONS)
     return False
 
 
@@ -83,9 +81,8 @@ def list_videos(video_path, filelist, num_classes):
     """The videos to tag, in order, each once."""
     if video_path:
         items = [Listed(v.path, v, []) for v in find_videos(video_path)]
-    else:
-        with open(filelist) as f:  # read_filelist resolves paths: keep the names as written
-            names = [line.split()[0] for line in f if line.split()]
+    else:  # read_filelist resolves paths: keep the names as written
+        names = [fields[0] for _, fields, _ in list_entries(filelist, "video list")]
         items = [Listed(name, video, class_ids(video.labels, num_classes, filelist))
                  for name, video in zip(names, read_filelist(filelist))]
     unique = {}
@@ -229,8 +226,8 @@ def finish(save_dir, videos, failures, label_names, store, seg_num):
     write_text(os.path.join(save_dir, FAILURES), [f"{name}\t{reason}" for name, reason in failures])
     if store is not None:
         kept = store.completed([item.video.video_id for item in videos], seg_num)
-        write_text(os.path.join(store.save_dir, "features.list"),
-                   [" ".join([store.list_path(item.video.video_id), *map(str, item.labels)])
+        write_list(os.path.join(store.save_dir, "features.list"),
+                   [(store.list_path(item.video.video_id), item.labels)
                     for item in videos if item.video.video_id in kept])
     predictions = read_jsonl(os.path.join(save_dir, PREDICTIONS))
     labelled = any(item.labels for item in videos)
