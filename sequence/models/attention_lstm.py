@@ -1,16 +1,88 @@
-"""AttentionLSTM: per modality a bidirectional LSTM whose outputs are pooled by attention."""
+"""AttentionLSTM: per modality a bidirectional LSTM whose outputs are pooled by attention.
+
+Two kinds of LSTM (MODEL.lstm): `standard` is paddle.nn.LSTM (PaddleVideo's head); `peephole` is
+fluid's dynamic_lstm (VideoTag and the PaddleCV zoo), whose input and forget gates also look at
+the previous cell and whose output gate looks at the new one. Loading a VideoTag or zoo checkpoint
+picks `peephole` by itself (sequence/models/attention_lstm_weights.py).
+"""
+import math
+
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
+
+from core.errors import InputError
+
+LSTM_KINDS = ("standard", "peephole")
+
+
+def reverse_index(lengths, steps):
+    """[B, T] index that reverses each sequence within its length and leaves its padding in place."""
+    t = paddle.arange(steps, dtype="int64").unsqueeze(0)
+    length = lengths.unsqueeze(1)
+    return paddle.where(t < length, length - 1 - t, t)
+
+
+def take_steps(sequences, index):
+    """sequences [B, T, D] reordered along time by index [B, T]."""
+    return paddle.take_along_axis(sequences, index.unsqueeze(-1), axis=1)
+
+
+class PeepholeLSTM(nn.Layer):
+    """Bidirectional LSTM with peepholes, called like nn.LSTM: (outputs [B, T, 2H], None).
+
+    Parameters are named and laid out as nn.LSTM's (gate blocks i, f, c~, o), plus peephole_l0 and
+    peephole_l0_reverse [3H] (i, f, o). Padded steps never reach a real one: both directions run on
+    sequences that start at step 0 (the backward one reversed within its length first), so padding
+    only follows the real steps.
+    """
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__()
+        self.hidden_size = hidden_size
+        bound = 1.0 / math.sqrt(hidden_size)  # nn.LSTM's initialisation
+        uniform = nn.initializer.Uniform(-bound, bound)
+        for suffix in ("_l0", "_l0_reverse"):
+            for name, shape in (("weight_ih", [4 * hidden_size, input_size]),
+                                ("weight_hh", [4 * hidden_size, hidden_size]),
+                                ("bias_ih", [4 * hidden_size]), ("bias_hh", [4 * hidden_size])):
+                setattr(self, name + suffix, self.create_parameter(shape, default_initializer=uniform))
+            setattr(self, "peephole" + suffix, self.create_parameter(
+                [3 * hidden_size], default_initializer=nn.initializer.Constant(0.0)))
+
+    def forward(self, inputs, sequence_length):
+        reverse = reverse_index(sequence_length, paddle.shape(inputs)[1])
+        # The input projection of every step at once; only the recurrence loops over time.
+        projected = paddle.stack([
+            paddle.matmul(inputs, self.weight_ih_l0, transpose_y=True) + self.bias_ih_l0 + self.bias_hh_l0,
+            paddle.matmul(take_steps(inputs, reverse), self.weight_ih_l0_reverse, transpose_y=True)
+            + self.bias_ih_l0_reverse + self.bias_hh_l0_reverse]).transpose([2, 0, 1, 3])  # [T, 2 directions, B, 4H]
+        recurrent = paddle.stack([self.weight_hh_l0, self.weight_hh_l0_reverse]).transpose([0, 2, 1])
+        peep_i, peep_f, peep_o = paddle.chunk(
+            paddle.stack([self.peephole_l0, self.peephole_l0_reverse]).unsqueeze(1), 3, axis=-1)
+        h = c = paddle.zeros_like(projected[0, :, :, :self.hidden_size])  # [2, B, H]
+        outputs = []
+        for t in range(paddle.shape(inputs)[1]):
+            gate_i, gate_f, gate_c, gate_o = paddle.chunk(projected[t] + paddle.matmul(h, recurrent), 4, axis=-1)
+            i = F.sigmoid(gate_i + peep_i * c)
+            f = F.sigmoid(gate_f + peep_f * c)
+            c = f * c + i * F.tanh(gate_c)
+            h = F.sigmoid(gate_o + peep_o * c) * F.tanh(c)
+            outputs.append(h)
+        steps = paddle.stack(outputs, axis=2)  # [2, B, T, H]
+        return paddle.concat([steps[0], take_steps(steps[1], reverse)], axis=-1), None
 
 
 class LSTMAttentionEncoder(nn.Layer):
     """Frames [B, T, D] -> one vector [B, 2 * lstm_size] per sequence."""
 
-    def __init__(self, feature_dim, embedding_size, lstm_size, drop_rate):
+    def __init__(self, feature_dim, embedding_size, lstm_size, drop_rate, lstm="standard"):
         super().__init__()
         self.embedding = nn.Linear(feature_dim, embedding_size)
-        self.lstm = nn.LSTM(embedding_size, lstm_size, direction="bidirect")
+        if lstm == "peephole":
+            self.lstm = PeepholeLSTM(embedding_size, lstm_size)
+        else:
+            self.lstm = nn.LSTM(embedding_size, lstm_size, direction="bidirect")
         self.dropout = nn.Dropout(drop_rate)
         self.attention = nn.Linear(2 * lstm_size, 1, bias_attr=False)
 
@@ -30,10 +102,12 @@ class AttentionLSTM(nn.Layer):
     """logits = model(features, mask): features is a list of [B, T, D_i], mask is [B, T]."""
 
     def __init__(self, num_classes, feature_dims, embedding_size=1024, lstm_size=512,
-                 drop_rate=0.5, hidden_sizes=(8192, 4096)):
+                 drop_rate=0.5, hidden_sizes=(8192, 4096), lstm="standard"):
         super().__init__()
+        if lstm not in LSTM_KINDS:
+            raise InputError(f"MODEL.lstm is '{lstm}', not one of {', '.join(LSTM_KINDS)}")
         self.encoders = nn.LayerList(
-            [LSTMAttentionEncoder(dim, embedding_size, lstm_size, drop_rate) for dim in feature_dims]
+            [LSTMAttentionEncoder(dim, embedding_size, lstm_size, drop_rate, lstm) for dim in feature_dims]
         )
         self.fc1 = nn.Linear(2 * lstm_size * len(feature_dims), hidden_sizes[0])
         self.fc2 = nn.Linear(hidden_sizes[0], hidden_sizes[1])
