@@ -10,7 +10,8 @@ A task says what is model-specific, with these members:
   loss(output, batch)            scalar tensor: mean over the batch's videos
   targets(batch)                 numpy targets of the batch (for metrics)
   metrics(outputs, targets)      dict of floats over the whole set (numpy in)
-and optionally convert_pretrained(state, model): a --pretrain checkpoint renamed to the model's names.
+and optionally convert_pretrained(state, model): a --pretrain checkpoint renamed to the model's names, and
+adopt_checkpoint(state, path) -> state: the same before the model is built, setting MODEL switches.
 """
 import glob
 import math
@@ -130,12 +131,17 @@ class Trainer:
         return self.task.metrics(outputs, targets)
 
     # ---- training ----
-    def fit(self, resume=False, pretrain=None):
+    def fit(self, resume=False, pretrain=None, pretrain_partial=False):
         task, cfg = self.task, self.task.cfg
         train_cfg = cfg.TRAIN
         train_source = task.source("train")
         valid_source = task.source("valid")
         seed = train_cfg.get("seed", 0)
+        pretrained = None
+        if pretrain and not resume:  # read before building: the weights may set MODEL switches
+            pretrained = checkpoint.read_state(pretrain, "pretrained weights")
+            if hasattr(task, "adopt_checkpoint"):
+                pretrained = task.adopt_checkpoint(pretrained, pretrain)
         paddle.seed(seed)  # the same initial weights in every process and every run
         model = task.build_model()
         optimizer = build_optimizer(train_cfg, model.parameters())
@@ -143,7 +149,8 @@ class Trainer:
         if resume:
             state = self._resume(model, optimizer, state)
         elif pretrain:
-            checkpoint.load_matching(model, pretrain, task.model_name, getattr(task, "convert_pretrained", None))
+            checkpoint.load_matching(model, pretrain, task.model_name, getattr(task, "convert_pretrained", None),
+                                     state=pretrained, partial=pretrain_partial)
         runner = paddle.DataParallel(model) if self.world > 1 else model
         scaler = paddle.amp.GradScaler() if self.amp else None
         steps = train_source.num_batches(drop_last=True)

@@ -4,6 +4,7 @@ import paddle
 import paddle.nn.functional as F
 
 from core.errors import InputError
+from core.log import log
 
 from . import metrics as metric_fns
 from . import yt8m
@@ -27,6 +28,24 @@ class SequenceTask:
 
     def build_model(self):
         return build_model(self.model_class, self.cfg.MODEL)
+
+    def adopt_checkpoint(self, state, path):
+        """The checkpoint at `path` in our names (VideoTag's, the PaddleCV zoo's, PaddleVideo's, ours:
+        sequence/models/*_weights.py); sets the MODEL switches it needs (e.g. MODEL.lstm), so call it
+        before build_model."""
+        convert = getattr(self.model_class, "convert_checkpoint", None)
+        if convert is None:
+            return state
+        try:
+            converted = convert(state, self.cfg.MODEL)
+        except InputError as err:
+            raise InputError(str(err), path) from None
+        changed = {k: v for k, v in converted.model.items() if self.cfg.MODEL.get(k) != v}
+        if converted.family != "ours" or changed:
+            log.info("%s: %s weights for %s%s", path, converted.family, self.model_name,
+                     "".join(f", MODEL.{k}={v}" for k, v in changed.items()))
+        self.cfg.MODEL.update(converted.model)
+        return converted.state
 
     def source(self, split, filelist=None):
         section = self.cfg[split.upper()]

@@ -3,7 +3,7 @@ import json
 import os
 
 from core import dist
-from core.checkpoint import load_exact
+from core.checkpoint import build_with_weights
 from core.errors import InputError, exit_on_input_error
 from core.fsutil import atomic_open
 from core.log import log
@@ -23,11 +23,15 @@ def train(argv=None):
     """
     p = cli.parser(train.__doc__, prog="train.py")
     p.add_argument("--resume", action="store_true", help="continue from the newest epoch checkpoint in save_dir")
-    p.add_argument("--pretrain", metavar="WEIGHTS", help="fine-tune: load every parameter whose name and shape match")
+    p.add_argument("--pretrain", metavar="WEIGHTS", help="fine-tune: load every parameter whose name and shape match "
+                   "(ours, or VideoTag's, the PaddleCV zoo's or PaddleVideo's: docs/MODELS.md)")
+    p.add_argument("--pretrain_partial", action="store_true",
+                   help="--pretrain may match under half of the model's tensors (else an error)")
     p.add_argument("--amp", action="store_true", help="mixed precision (on GPUs)")
     args = p.parse_args(argv)
     cfg, task = cli.setup(args)
-    Trainer(task, args.save_dir, amp=args.amp).fit(resume=args.resume, pretrain=args.pretrain)
+    Trainer(task, args.save_dir, amp=args.amp).fit(resume=args.resume, pretrain=args.pretrain,
+                                                   pretrain_partial=args.pretrain_partial)
 
 
 @exit_on_input_error
@@ -43,8 +47,7 @@ def evaluate(argv=None):
     if args.filelist:
         cfg.TEST["filelist"] = args.filelist
     trainer = Trainer(task, args.save_dir)
-    model = task.build_model()
-    load_exact(model, args.weights, task.model_name)
+    model = build_with_weights(task, args.weights)
     metrics = trainer.evaluate(model, "test")
     if dist.is_main():
         log.info("%s on %s: %s", args.weights, cfg.TEST.filelist, ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
@@ -58,8 +61,7 @@ def tag_features(args, cfg, task):
     label_names = read_label_names(args.label_file, cfg.MODEL.num_classes)
     topk = args.topk or cfg.MODEL.topk
     trainer = Trainer(task, args.save_dir)
-    model = task.build_model()
-    load_exact(model, args.weights, task.model_name)
+    model = build_with_weights(task, args.weights)
     source = task.source("infer", filelist=args.filelist)
     if source is None:
         raise InputError("no videos to tag: give --filelist or set INFER.filelist", cfg.path)

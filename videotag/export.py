@@ -14,7 +14,7 @@ import core  # noqa: F401  (sets OMP_NUM_THREADS before paddle loads)
 import paddle
 from paddle.static import InputSpec
 
-from core.checkpoint import load_exact
+from core.checkpoint import build_with_weights
 from core.config import load_config
 from core.errors import exit_on_input_error
 from core.fsutil import atomic_open
@@ -34,14 +34,17 @@ def head_input_spec(model_cfg):
             InputSpec([None, None], "float32", name="mask")]
 
 
+def export_head(head, model_cfg, prefix):
+    """The head (in eval mode) as a Paddle inference model at prefix.json/.pdmodel + .pdiparams."""
+    # full_graph: without it Paddle 3.x traces in SOT mode and ignores the input_spec (docs/MODELS.md).
+    paddle.jit.save(paddle.jit.to_static(head, input_spec=head_input_spec(model_cfg), full_graph=True), prefix)
+
+
 def export(args, cfg, task, extractor_cfg):
     os.makedirs(args.save_dir, exist_ok=True)
-    head = task.build_model()
-    load_exact(head, args.weights, task.model_name)
+    head = build_with_weights(task, args.weights)  # sets the MODEL switches the weights need
     head.eval()
-    # full_graph: without it Paddle 3.x traces in SOT mode and ignores the input_spec (docs/MODELS.md).
-    paddle.jit.save(paddle.jit.to_static(head, input_spec=head_input_spec(cfg.MODEL), full_graph=True),
-                    os.path.join(args.save_dir, HEAD))
+    export_head(head, cfg.MODEL, os.path.join(args.save_dir, HEAD))
     size = int(extractor_cfg.INFER.target_size)
     backbone = build_model(int(extractor_cfg.MODEL.num_layers), args.extractor_weights)
     paddle.jit.save(backbone, os.path.join(args.save_dir, BACKBONE),

@@ -7,7 +7,7 @@ import numpy as np
 import paddle
 import paddle.inference
 
-from core.checkpoint import load_exact
+from core.checkpoint import build_with_weights
 from core.errors import InputError
 from extractor.predictor import model_file
 from extractor.resnet import FEATURE_DIM
@@ -39,8 +39,7 @@ def top_tags(probabilities, label_names, topk):
 
 class DygraphHead:
     def __init__(self, task, weights):
-        self.task, self.model = task, task.build_model()
-        load_exact(self.model, weights, task.model_name)
+        self.task, self.model = task, build_with_weights(task, weights)
         self.model.eval()
 
     def __call__(self, batch):

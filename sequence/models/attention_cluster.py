@@ -5,6 +5,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from .attention_cluster_weights import convert
+
 
 class AttentionClusterEncoder(nn.Layer):
     """Frames [B, T, D] -> [B, cluster_nums * D]: one attention-pooled vector per cluster."""
@@ -33,6 +35,8 @@ class AttentionClusterEncoder(nn.Layer):
 
 class AttentionCluster(nn.Layer):
     """logits = model(features, mask): features is a list of [B, T, D_i], mask is [B, T]."""
+
+    convert_checkpoint = staticmethod(convert)  # other projects' checkpoints onto ours: attention_cluster_weights.py
 
     def __init__(self, num_classes, feature_dims, cluster_nums=32, drop_rate=0.5,
                  hidden_sizes=(1024, 4096)):

@@ -13,6 +13,8 @@ import paddle.nn.functional as F
 
 from core.errors import InputError
 
+from .attention_lstm_weights import convert
+
 LSTM_KINDS = ("standard", "peephole")
 
 
@@ -100,6 +102,8 @@ class LSTMAttentionEncoder(nn.Layer):
 
 class AttentionLSTM(nn.Layer):
     """logits = model(features, mask): features is a list of [B, T, D_i], mask is [B, T]."""
+
+    convert_checkpoint = staticmethod(convert)  # other projects' checkpoints onto ours: attention_lstm_weights.py
 
     def __init__(self, num_classes, feature_dims, embedding_size=1024, lstm_size=512,
                  drop_rate=0.5, hidden_sizes=(8192, 4096), lstm="standard"):

@@ -8,6 +8,8 @@ import paddle.nn.functional as F
 
 from core.errors import InputError
 
+from .nextvlad_weights import convert
+
 
 class NeXtVLADEncoder(nn.Layer):
     """Frames [B, T, D] -> [B, cluster_size * expansion * D / groups]."""
@@ -59,13 +61,17 @@ class NeXtVLADEncoder(nn.Layer):
 class NeXtVLAD(nn.Layer):
     """logits = model(features, mask): features is a list of [B, T, D_i], mask is [B, T]."""
 
+    convert_checkpoint = staticmethod(convert)  # other projects' checkpoints onto ours: nextvlad_weights.py
+
     def __init__(self, num_classes, feature_dims, cluster_size=128, groups=8, expansion=2,
-                 hidden_size=2048, gating_reduction=8, drop_rate=0.5, eigen_file=None):
+                 hidden_size=2048, gating_reduction=8, drop_rate=0.5, eigen_file=None, scale_rgb=False):
         super().__init__()
         self.rgb_scale = None
-        if eigen_file:  # YouTube-8M: rgb reweighted by the square roots of its PCA eigenvalues
-            self.rgb_scale = self.create_parameter([feature_dims[0]], default_initializer=nn.initializer.Assign(
-                eigen_scale(eigen_file, feature_dims[0])))
+        # YouTube-8M: rgb reweighted by the square roots of its PCA eigenvalues, read from eigen_file,
+        # or (scale_rgb, set by loading a zoo checkpoint) taken from the checkpoint's eigen_param.
+        if eigen_file or scale_rgb:
+            values = eigen_scale(eigen_file, feature_dims[0]) if eigen_file else np.ones(feature_dims[0], "float32")
+            self.rgb_scale = self.create_parameter([feature_dims[0]], default_initializer=nn.initializer.Assign(values))
             self.rgb_scale.stop_gradient = True
         self.encoders = nn.LayerList(
             [NeXtVLADEncoder(dim, cluster_size, groups, expansion) for dim in feature_dims])
