@@ -21,6 +21,7 @@ usage: bash run.sh VERB [ARGS...]
   predict MODEL --weights W  tags of a feature list -> <save_dir>/predictions.jsonl
   tag MODEL --weights W --extractor_weights T   videos -> tags, timelines, report in one resumable pass
   export MODEL --weights W --extractor_weights T   Paddle inference models of backbone and head
+  convert MODEL --weights W --save F.safetensors   another project's head (VideoTag, PaddleCV zoo, PaddleVideo) in our names
   test [PYTEST ARGS]         the test suite
 Each verb passes its remaining arguments on; `bash run.sh VERB --help` shows them. MODEL may also
 be given as --model MODEL. The head's weights are --weights, the backbone's --extractor_weights.
@@ -87,6 +88,7 @@ case "$verb" in
       tag) launch predict.py "${MODEL_ARGS[@]}" ;;
       *) launch "$verb.py" "${MODEL_ARGS[@]}" ;;
     esac ;;
+  convert) setup; with_model "$@"; exec "$VENV/bin/python" -m videotag.convert "${MODEL_ARGS[@]}" ;;
   demo) setup; exec "$VENV/bin/python" -m videotag.demo "$@" ;;
   extract) setup; launch -m extractor "$@" ;;
   test) setup; exec "$VENV/bin/python" -m pytest -q tests "$@" ;;

@@ -202,3 +202,21 @@ def test_fluid_folder_reader_refuses_other_files(tmp_path):
     (folder / "fc_0.w_0").write_bytes(b"\x00" * 30)
     with pytest.raises(InputError, match="fc_0.w_0: not a fluid tensor file"):
         checkpoint.read_state(str(folder))
+
+
+def test_peephole_lstm_trains_and_ignores_padding():
+    paddle.seed(0)
+    task = videotag_task(drop_rate=0.0, lstm="peephole")
+    model = task.build_model()
+    model.train()
+    io = np.load(VIDEOTAG / "attention_lstm_io.npz")
+    features, mask = videotag_inputs(io, batch=np.array([0, 2]))  # 5 and 3 frames
+    longer = np.concatenate([features[0], np.full((2, 4, 64), 1e3, "float32")], axis=1)  # wild padding
+    longer_mask = np.concatenate([mask, np.zeros((2, 4), "float32")], axis=1)
+    logits = model([paddle.to_tensor(features[0])], paddle.to_tensor(mask))
+    np.testing.assert_allclose(model([paddle.to_tensor(longer)], paddle.to_tensor(longer_mask)).numpy(),
+                               logits.numpy(), rtol=0, atol=1e-6)
+    logits.sum().backward()
+    for name in ("peephole_l0", "peephole_l0_reverse", "weight_hh_l0_reverse"):
+        grad = getattr(model.encoders[0].lstm, name).grad
+        assert grad is not None and float(paddle.abs(grad).sum()) > 0, name
