@@ -11,11 +11,13 @@ import paddle
 import pytest
 
 import eval as eval_cli
+import predict as predict_cli
 import train as train_cli
 from core import checkpoint
 from core.config import CONFIG_DIR, load_config
 from core.errors import InputError
 from features import write_feature_dataset
+from sequence import tfrecord
 from sequence.data import Batch
 from videotag import convert as convert_cli
 from videotag.export import export_head
@@ -220,3 +222,28 @@ def test_peephole_lstm_trains_and_ignores_padding():
     for name in ("peephole_l0", "peephole_l0_reverse", "weight_hh_l0_reverse"):
         grad = getattr(model.encoders[0].lstm, name).grad
         assert grad is not None and float(paddle.abs(grad).sum()) > 0, name
+
+
+@pytest.mark.parametrize("case", ["nextvlad_rgb_audio", "attentionlstm_rgb_audio"])
+def test_predict_on_shards_gives_the_zoo_models_tags(case, tmp_path):
+    # predict.py --config configs/<head>_yt8m.yaml --weights <zoo file> --filelist <shards>: the
+    # YouTube-8M codes go through our reader (dequantisation) and the converted zoo model.
+    io, task = np.load(ZOO / case / "io.npz"), zoo_task(case)
+    shard = tmp_path / "test0.tfrecord"
+    tfrecord.write_tfrecord(str(shard), [
+        (f"video{i}", {"rgb": io["rgb_uint8"][i, :n], "audio": io["audio_uint8"][i, :n]}, [])
+        for i, n in enumerate(io["lengths"])])
+    args = ["--model_name", task.model_name, "--config", str(Path(CONFIG_DIR) / ZOO_CONFIG[task.model_name]),
+            "--weights", str(ZOO / case / "model.pdparams"), "--filelist", str(shard),
+            "--save_dir", str(tmp_path / "out"), "--topk", "7", "-o", "TRAIN.num_workers=1"]
+    for key, value in task.cfg.MODEL.items():
+        if key in SIZE_KEYS + ("hidden_sizes",):
+            args += ["-o", f"MODEL.{key}={json.dumps(value)}"]
+    assert predict_cli.main(args) == 0
+    lines = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    assert [line["video"] for line in lines] == ["video0", "video1", "video2"]
+    for line, probs in zip(lines, io["probs"]):
+        got = np.zeros(len(probs))
+        for tag in line["tags"]:
+            got[tag["class_id"]] = tag["probability"]
+        np.testing.assert_allclose(got, probs, rtol=0, atol=2e-6)

@@ -9,6 +9,7 @@ from core.fsutil import atomic_open
 from core.log import log
 from core.trainer import Trainer
 from sequence.task import sigmoid
+from sequence.yt8m import names_records
 
 from . import cli, journal, tagging
 from .heads import read_label_names, top_tags
@@ -100,7 +101,8 @@ def predict(argv=None):
     args = p.parse_args(argv)
     if args.video_path and args.filelist:
         raise InputError("give --video_path or --filelist, not both")
-    if args.video_path or (args.filelist and tagging.is_video_list(args.filelist)):
+    # YouTube-8M shards (binary) are features, never a list of videos.
+    if args.video_path or (args.filelist and not names_records(args.filelist) and tagging.is_video_list(args.filelist)):
         return tagging.tag_videos(args)
     if not args.weights:
         raise InputError("--weights (the head's .pdparams) is required to tag features")
