@@ -3,7 +3,6 @@ VideoTag's fluid AttentionLSTM, the PaddleCV zoo's AttentionLSTM / AttentionClus
 fluid layouts), PaddleVideo's AttentionLstmHead (with and without `head.`). Fixtures: the original
 runtimes' outputs (tests/fixtures/zoo, tests/fixtures/videotag; tools/*_reference)."""
 import json
-import logging
 from pathlib import Path
 
 import numpy as np

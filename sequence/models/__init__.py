@@ -4,6 +4,9 @@ Every head is called as `logits = model(features, mask)`: `features` is a list w
 float32 [B, T, D_i] tensor per modality (in feature_names order), `mask` is float32 [B, T]
 with 1 for real frames and 0 for padding. Padded frames never change the output. The final
 layer is always `model.classifier` (an nn.Linear), so fine-tuning can re-initialise exactly it.
+
+Each head's class has `convert_checkpoint(state, model_cfg)`: checkpoints of VideoTag, the PaddleCV
+zoo and PaddleVideo onto its names, and the MODEL switches they need (`<head>_weights.py`).
 """
 import inspect
 

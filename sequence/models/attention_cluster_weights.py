@@ -6,6 +6,8 @@ satt{i}.conv.bias, satt{i}.shift_w [C], satt{i}.shift_b [C]; then fc1.weights/.b
 fc2.weights/.bias (tanh), logistic.weights/.bias. The 0.5 of fluid's inference dropout before fc1
 goes into fc1's weights. Our own checkpoints (encoders.*) pass unchanged.
 """
+import functools
+
 from .weights import FLUID_DROPOUT_SCALE, Converted, bare, take, unrecognised
 
 FAMILIES = ("ours (encoders.*)", "PaddleCV zoo (satt0.*, fc1.weights)")
@@ -13,7 +15,7 @@ FAMILIES = ("ours (encoders.*)", "PaddleCV zoo (satt0.*, fc1.weights)")
 
 def from_zoo(state):
     family = "PaddleCV zoo AttentionCluster"
-    get = lambda key: take(state, key, family)  # noqa: E731
+    get = functools.partial(take, state, family=family)
     out, i = {}, 0
     while f"satt{i}.conv.weight" in state:
         ours = f"encoders.{i}"

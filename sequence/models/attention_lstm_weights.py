@@ -12,9 +12,12 @@ fluid's dynamic_lstm blocks are (c~, i, f, o), nn.LSTM's (i, f, c~, o); its bias
 bias then the peepholes (i, f, o). The 0.5 of fluid's inference dropout after the LSTMs goes into the
 attention weights and fc1.
 """
+import functools
 import re
 
 import numpy as np
+
+from core.errors import InputError
 
 from .weights import FLUID_DROPOUT_SCALE, Converted, bare, check_shape, take, unrecognised
 
@@ -55,7 +58,7 @@ def fluid_encoder(i, embedding, forward, backward, attention):
 
 
 def fluid_top(state, fc1, fc2, output, family, fc1_suffix="w_0"):
-    get = lambda key: take(state, key, family)  # noqa: E731
+    get = functools.partial(take, state, family=family)
     return {"fc1.weight": FLUID_DROPOUT_SCALE * get(f"{fc1}.w_0"), "fc1.bias": get(f"{fc1}.b_0"),
             "fc2.weight": get(f"{fc2}.w_0"), "fc2.bias": get(f"{fc2}.b_0"),
             "classifier.weight": get(f"{output}.w_0"), "classifier.bias": get(f"{output}.b_0")}
@@ -64,8 +67,13 @@ def fluid_top(state, fc1, fc2, output, family, fc1_suffix="w_0"):
 def from_videotag(state, model_cfg):
     family = "VideoTag AttentionLSTM"
     found = [k[:-len("_lstm_forward.w_0")] for k in state if k.endswith("_lstm_forward.w_0")]
-    modalities = [m for m in model_cfg.get("feature_names", []) if m in found] if len(found) > 1 else found
-    get = lambda key: take(state, key, family)  # noqa: E731
+    modalities = found
+    if len(found) > 1:  # the order of the modalities is the config's
+        modalities = [m for m in model_cfg.get("feature_names", []) if m in found]
+        if len(modalities) != len(found):
+            raise InputError(f"this {family} checkpoint has the modalities {sorted(found)}: name them in "
+                             f"MODEL.feature_names (now {list(model_cfg.get('feature_names', []))})")
+    get = functools.partial(take, state, family=family)
     out = {}
     for i, m in enumerate(modalities):
         out.update(fluid_encoder(
@@ -83,7 +91,7 @@ def indices(state, layer):
 
 def from_zoo(state):
     family = "PaddleCV zoo AttentionLSTM"
-    get = lambda key: take(state, key, family)  # noqa: E731
+    get = functools.partial(take, state, family=family)
     fcs, lstms = indices(state, "fc"), indices(state, "lstm")
     modalities = len(lstms) // 2
     if len(lstms) % 2 or len(fcs) != 4 * modalities + 3:

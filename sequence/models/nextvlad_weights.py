@@ -9,6 +9,7 @@ fluid flattens the VLAD feature-major (f*K + k), ours cluster-major (k*fs + f): 
 and the rows of hidden1_fc_weights are permuted per modality. The 0.5 of fluid's inference dropout
 goes into the hidden weights; our gate has a bias where the zoo's has none: 0.
 """
+import functools
 import re
 
 import numpy as np
@@ -26,7 +27,7 @@ def feature_major_order(clusters, feature_size):
 
 def from_zoo(state):
     family = "PaddleCV zoo NeXtVLAD"
-    get = lambda key: take(state, key, family)  # noqa: E731
+    get = functools.partial(take, state, family=family)
     batch_norms = sorted({int(m.group(1)) for k in state for m in [re.fullmatch(r"batch_norm_(\d+)\.w_0", k)] if m})
     prefixes = [p for p in PREFIXES if p + "cluster_weights" in state]
     if len(batch_norms) != 2 * len(prefixes) + 2:
