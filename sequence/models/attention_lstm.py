@@ -59,8 +59,9 @@ class PeepholeLSTM(nn.Layer):
             paddle.matmul(inputs, self.weight_ih_l0, transpose_y=True) + self.bias_ih_l0 + self.bias_hh_l0,
             paddle.matmul(take_steps(inputs, reverse), self.weight_ih_l0_reverse, transpose_y=True)
             + self.bias_ih_l0_reverse + self.bias_hh_l0_reverse]).transpose([2, 0, 1, 3])  # [T, 2 directions, B, 4H]
-        # [2, H, 4H], made by stack (a copy): a transposed view multiplies ~30x slower in Paddle 3.
-        recurrent = paddle.stack([self.weight_hh_l0.T, self.weight_hh_l0_reverse.T])
+        # [2, 4H, H], multiplied with transpose_y: a transposed view (.T) multiplies ~30x slower in
+        # Paddle 3, and its strided gradient is averaged wrongly across processes by DataParallel.
+        recurrent = paddle.stack([self.weight_hh_l0, self.weight_hh_l0_reverse])
         peep_i, peep_f, peep_o = paddle.chunk(
             paddle.stack([self.peephole_l0, self.peephole_l0_reverse]).unsqueeze(1), 3, axis=-1)
         h = c = paddle.zeros_like(projected[0, :, :, :self.hidden_size])  # [2, B, H]
@@ -69,7 +70,7 @@ class PeepholeLSTM(nn.Layer):
         step_inputs = paddle.unbind(projected) if paddle.in_dynamic_mode() else projected
         outputs = []
         for t in range(paddle.shape(inputs)[1]):
-            gate_i, gate_f, gate_c, gate_o = paddle.chunk(step_inputs[t] + paddle.matmul(h, recurrent), 4, axis=-1)
+            gate_i, gate_f, gate_c, gate_o = paddle.chunk(step_inputs[t] + paddle.matmul(h, recurrent, transpose_y=True), 4, axis=-1)
             i = F.sigmoid(gate_i + peep_i * c)
             f = F.sigmoid(gate_f + peep_f * c)
             c = f * c + i * F.tanh(gate_c)
