@@ -3,6 +3,7 @@ VideoTag's fluid AttentionLSTM, the PaddleCV zoo's AttentionLSTM / AttentionClus
 fluid layouts), PaddleVideo's AttentionLstmHead (with and without `head.`). Fixtures: the original
 runtimes' outputs (tests/fixtures/zoo, tests/fixtures/videotag; tools/*_reference)."""
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -246,3 +247,15 @@ def test_predict_on_shards_gives_the_zoo_models_tags(case, tmp_path):
         for tag in line["tags"]:
             got[tag["class_id"]] = tag["probability"]
         np.testing.assert_allclose(got, probs, rtol=0, atol=2e-6)
+
+
+def test_save_persistables_folder_with_optimizer_state(tmp_path):
+    # save_persistables also writes optimizer accumulators and the learning rate: ignored.
+    case = "attentionlstm_rgb_audio"
+    folder = tmp_path / "persistables"
+    shutil.copytree(ZOO / case / "params", folder)
+    shutil.copy(folder / "fc_1.w_0", folder / "fc_1.w_0_moment_0")
+    shutil.copy(folder / "fc_0.b_0", folder / "learning_rate_0")
+    model = checkpoint.build_with_weights(zoo_task(case), str(folder))
+    expected = np.load(ZOO / case / "io.npz")["logits"]
+    np.testing.assert_allclose(logits_of(model, *zoo_inputs(case)), expected, rtol=0, atol=1e-5)
