@@ -1,16 +1,35 @@
-"""Decode only a video's sampled frames, a few at a time, so memory does not grow with its length."""
-import os
+"""Decode only a video's sampled frames, a few at a time, so memory does not grow with its length.
 
+A video is used only when it is whole: a file that ends before what its container announces
+(an interrupted download), a damaged one and a non-video fail with a reason in a user's words;
+the decoder's own text goes to failures.txt as the detail, never to the terminal.
+"""
+import errno
+import os
+import re
+import struct
+
+import cv2
 import decord
 import numpy as np
 
 from .sampling import crop_frames, segment_middles
 
 DECODE_CHUNK = 16  # full-resolution frames held at once (about 100 MB at 1080p)
+# Frames a complete video may lack against its container's count (edit lists, a dropped last frame).
+MISSING_FRAMES_TOLERATED = 2
+MP4_SUFFIXES = (".mp4", ".m4v", ".mov", ".3gp")
+
+decord.logging.set_level(decord.logging.QUIET)  # FFmpeg's per-packet lines: one broken file printed 199
 
 
 class VideoError(Exception):
-    """A video that cannot be used; the message is the reason shown in failures.txt."""
+    """A video that cannot be used: `reason` (shown on the terminal and in failures.txt) and
+    `detail` (the decoder's words, kept in failures.txt only)."""
+
+    def __init__(self, reason, detail=""):
+        super().__init__(reason)
+        self.reason, self.detail = reason, detail
 
 
 def first_line(err):
@@ -18,25 +37,136 @@ def first_line(err):
     return text[0][:200] if text else type(err).__name__
 
 
-def read_sampled_crops(path, seg_num, short_size, target_size):
-    """Return (uint8 RGB crops [seg_num, target, target, 3], info) for the segment-middle frames.
+def decoder_words(err):
+    """decord's message without its '[12:00:00] /project/src/...cc:218:' prefixes."""
+    return re.sub(r"\[\d\d:\d\d:\d\d\] \S+:\d+: ", "", first_line(err)).strip()
 
-    info: source path, fps, frame_count and the sampled frame indices."""
+
+def missing_file_reason(path):
+    """Why `path` cannot be opened: a broken or looping link, a folder, nothing there."""
+    if os.path.islink(path):
+        try:
+            os.stat(path)
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                return "symbolic link loop (the link points back to itself)"
+            return f"broken symbolic link (points to {os.readlink(path)}, which does not exist)"
     if not os.path.exists(path):
-        raise VideoError("file not found")
+        return "file not found"
     if not os.path.isfile(path):
-        raise VideoError("not a file")
+        return "not a file"
     if os.path.getsize(path) == 0:
-        raise VideoError("empty file")
+        return "empty file"
+    return None
+
+
+def looks_like_text(head):
+    if not head or b"\0" in head:
+        return False
     try:
-        reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+        head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return err.start > len(head) - 4  # a character cut at the end of the sample
+    return True
+
+
+def megabytes(size):
+    return f"{size / 1e6:.1f} MB" if size >= 1e5 else f"{size / 1e3:.1f} KB"
+
+
+def mp4_problem(path, size):
+    """Walk an MP4/MOV file's top-level boxes: a missing index (moov) and where the file was cut."""
+    boxes, offset, announced = set(), 0, size
+    with open(path, "rb") as f:
+        while offset + 8 <= size:
+            f.seek(offset)
+            box_size, kind = struct.unpack(">I4s", f.read(8))
+            if box_size == 1:
+                box_size = struct.unpack(">Q", f.read(8))[0]
+            elif box_size == 0:
+                box_size = size - offset
+            if box_size < 8:
+                return "damaged MP4 structure (a box of impossible size)"
+            boxes.add(kind)
+            offset += box_size
+        announced = max(offset, size)
+    if b"moov" in boxes:
+        return None
+    if announced > size:
+        return (f"file is cut short ({megabytes(size)} of {megabytes(announced)}) and its index (moov) "
+                "is missing: an interrupted download or copy?")
+    return "MP4 without its index (moov): not a complete video"
+
+
+def unopenable_reason(path):
+    """A reason for a file FFmpeg will not open, found without FFmpeg (which would print its own)."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if looks_like_text(head):
+        return "a text file, not a video"
+    if path.lower().endswith(MP4_SUFFIXES) or head[4:8] == b"ftyp":
+        return mp4_problem(path, os.path.getsize(path))
+    return None
+
+
+def announced_frames(path):
+    """(frame count, fps) the container declares, 0 when it does not (OpenCV reads the header
+    quietly; decord counts only the frames actually in the file)."""
+    capture = cv2.VideoCapture(path)
+    try:
+        if not capture.isOpened():
+            return 0, 0.0
+        return max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT))), float(capture.get(cv2.CAP_PROP_FPS))
+    finally:
+        capture.release()
+
+
+def open_reader(path):
+    reason = missing_file_reason(path)
+    if reason:
+        raise VideoError(reason)
+    reason = unopenable_reason(path)
+    if reason:
+        raise VideoError(reason)
+    try:
+        return decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
     except Exception as err:  # decord raises its own DECORDError and RuntimeErrors
         if "cannot find video stream" in str(err):
-            raise VideoError("no video stream (no frames, or not a video)") from None
-        raise VideoError(f"cannot open as a video: {first_line(err)}") from None
+            raise VideoError("no video stream (no frames, or not a video)", decoder_words(err)) from None
+        raise VideoError("cannot open as a video: damaged, or not a video file", decoder_words(err)) from None
+
+
+def check_complete(path, reader, frame_count):
+    """VideoError when the file holds fewer frames than its container announces."""
+    announced, fps = announced_frames(path)
+    if announced - frame_count <= MISSING_FRAMES_TOLERATED:
+        return
+    ends = float(reader.get_frame_timestamp(frame_count - 1)[1])
+    total = announced / fps if fps > 0 else 0.0
+    raise VideoError(f"file ends at {ends:.1f} s of {total:.1f} s: truncated download?",
+                     f"{frame_count} of {announced} frames present")
+
+
+def decode_error(err, wanted, frame_count):
+    words = decoder_words(err)
+    span = f"frames {wanted[0]}-{wanted[-1]} of {frame_count}"
+    if "avcodec_send_packet" in words or "Error sending packet" in words:
+        return VideoError(f"damaged video data in {span}: a corrupt file?", words)
+    return VideoError(f"cannot decode {span}", words)
+
+
+def read_sampled_crops(path, seg_num, short_size, target_size, accept_partial=False):
+    """Return (uint8 RGB crops [seg_num, target, target, 3], info) for the segment-middle frames.
+
+    info: source path, fps, frame_count, the sampled frame indices, their start times in seconds
+    (`times`, from the container: right for variable frame rates) and `duration` in seconds.
+    `accept_partial`: use what a cut file holds instead of failing it."""
+    reader = open_reader(path)
     frame_count = len(reader)
     if frame_count == 0:
         raise VideoError("video has no frames")
+    if not accept_partial:
+        check_complete(path, reader, frame_count)
     indices = segment_middles(frame_count, seg_num)
     # Short videos repeat frames: decode each distinct one once, in order (seeks only forward).
     distinct = sorted(set(indices))
@@ -46,11 +176,12 @@ def read_sampled_crops(path, seg_num, short_size, target_size):
         try:
             frames = reader.get_batch(wanted).asnumpy()
         except Exception as err:
-            raise VideoError(f"cannot decode frames {wanted[0]}-{wanted[-1]} of {frame_count}: "
-                             f"{first_line(err)}") from None
+            raise decode_error(err, wanted, frame_count) from None
         crop_of.update(zip(wanted, crop_frames(frames, short_size, target_size)))
         del frames
     crops = np.stack([crop_of[i] for i in indices])
+    times = reader.get_frame_timestamp(indices)[:, 0].astype("float64")
     info = {"source": path, "fps": float(reader.get_avg_fps()), "frame_count": frame_count,
-            "indices": indices}
+            "indices": indices, "times": times.tolist(),
+            "duration": float(reader.get_frame_timestamp(frame_count - 1)[1])}
     return crops, info
