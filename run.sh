@@ -3,8 +3,11 @@
 #   bash run.sh demo [HEAD]            bash run.sh test
 #   bash run.sh train AttentionLSTM [-o TRAIN.epoch=3 ...]
 # `bash run.sh help` lists the verbs; `bash run.sh VERB --help` explains one.
+# Runs from any folder: relative paths (flags, -o values, the demo's data/demo and output/demo)
+# are relative to the folder you run it from, as with any command; the code comes from here.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+export PYTHONPATH="$HERE${PYTHONPATH:+:$PYTHONPATH}"
 VENV="${VIDEOTAG_VENV:-$HERE/.venv}"
 PYTHON="${PYTHON:-python3}"
 PADDLE_VERSION="${PADDLE_VERSION:-3.3.1}"   # CPU wheel on PyPI; GPU wheels of 3.x come from Paddle's own index
@@ -24,6 +27,8 @@ usage: bash run.sh VERB [ARGS...]
   test [PYTEST ARGS]         the test suite
 Each verb passes its remaining arguments on; `bash run.sh VERB --help` shows them. MODEL may also
 be given as --model MODEL. The head's weights are --weights, the backbone's --extractor_weights.
+Relative paths are relative to the current folder. Exit status: 0 done, 1 some videos failed
+(listed in failures.txt), 2 bad input, 3 cannot write the outputs (read-only, full, forbidden).
 USAGE
 }
 
@@ -75,7 +80,6 @@ with_model() {
   MODEL_ARGS=("$@")
 }
 
-cd "$HERE"
 verb="${1:-help}"; shift || true
 case "$verb" in
   help|-h|--help) usage ;;
@@ -84,11 +88,11 @@ case "$verb" in
     setup; with_model "$@"
     case "$verb" in
       export) exec "$VENV/bin/python" -m videotag.export "${MODEL_ARGS[@]}" ;;
-      tag) launch predict.py "${MODEL_ARGS[@]}" ;;
-      *) launch "$verb.py" "${MODEL_ARGS[@]}" ;;
+      tag) launch "$HERE/predict.py" "${MODEL_ARGS[@]}" ;;
+      *) launch "$HERE/$verb.py" "${MODEL_ARGS[@]}" ;;
     esac ;;
   demo) setup; exec "$VENV/bin/python" -m videotag.demo "$@" ;;
   extract) setup; launch -m extractor "$@" ;;
-  test) setup; exec "$VENV/bin/python" -m pytest -q tests "$@" ;;
+  test) setup; cd "$HERE"; exec "$VENV/bin/python" -m pytest -q tests "$@" ;;
   *) echo "unknown verb '$verb'" >&2; usage >&2; exit 2 ;;
 esac
