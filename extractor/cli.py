@@ -163,18 +163,17 @@ def failure_line(path, reason, detail=""):
 def run(videos, settings, backbone, store):
     """Extract and save `videos`; returns [(path, reason, detail)] of those that failed."""
     failures, frames, start = [], 0, time.time()
-    bar = tqdm(total=len(videos), unit="video", desc="extracting", dynamic_ncols=True,
-               position=dist.rank() if dist.world_size() > 1 else None)
-    for result in iter_video_features(videos, settings, backbone):
-        if result.ok:
-            store.write(result)
-            frames += len(result.features)
-        else:
-            failures.append((result.video.path, result.error, result.detail))
-            bar.write(f"skipped {result.video.path}: {result.error}", file=sys.stderr)
-        bar.update(1)
-        bar.set_postfix(frames_per_s=f"{frames / max(time.time() - start, 1e-9):.1f}", failed=len(failures))
-    bar.close()
+    with tqdm(total=len(videos), unit="video", desc="extracting", dynamic_ncols=True,
+              position=dist.rank() if dist.world_size() > 1 else None) as bar:  # closed on errors too
+        for result in iter_video_features(videos, settings, backbone):
+            if result.ok:
+                store.write(result)
+                frames += len(result.features)
+            else:
+                failures.append((result.video.path, result.error, result.detail))
+                bar.write(f"skipped {result.video.path}: {result.error}", file=sys.stderr)
+            bar.update(1)
+            bar.set_postfix(frames_per_s=f"{frames / max(time.time() - start, 1e-9):.1f}", failed=len(failures))
     return failures
 
 

@@ -33,13 +33,11 @@ class VideoError(Exception):
 
 
 def first_line(err):
+    """The first line of decord's message, without its '[12:00:00] /project/src/...cc:218:' prefixes."""
     text = str(err).strip().splitlines()
-    return text[0][:200] if text else type(err).__name__
-
-
-def decoder_words(err):
-    """decord's message without its '[12:00:00] /project/src/...cc:218:' prefixes."""
-    return re.sub(r"\[\d\d:\d\d:\d\d\] \S+:\d+: ", "", first_line(err)).strip()
+    if not text:
+        return type(err).__name__
+    return re.sub(r"\[\d\d:\d\d:\d\d\] \S+:\d+: ", "", text[0]).strip()[:300]
 
 
 def missing_file_reason(path):
@@ -74,9 +72,10 @@ def megabytes(size):
     return f"{size / 1e6:.1f} MB" if size >= 1e5 else f"{size / 1e3:.1f} KB"
 
 
-def mp4_problem(path, size):
-    """Walk an MP4/MOV file's top-level boxes: a missing index (moov) and where the file was cut."""
-    boxes, offset, announced = set(), 0, size
+def mp4_boxes(path, size):
+    """(top-level box types, the size the boxes announce) of an MP4/MOV file; None when a box has
+    an impossible size (not MP4 structure)."""
+    boxes, offset = set(), 0
     with open(path, "rb") as f:
         while offset + 8 <= size:
             f.seek(offset)
@@ -86,16 +85,18 @@ def mp4_problem(path, size):
             elif box_size == 0:
                 box_size = size - offset
             if box_size < 8:
-                return "damaged MP4 structure (a box of impossible size)"
+                return None
             boxes.add(kind)
             offset += box_size
-        announced = max(offset, size)
-    if b"moov" in boxes:
-        return None
-    if announced > size:
-        return (f"file is cut short ({megabytes(size)} of {megabytes(announced)}) and its index (moov) "
-                "is missing: an interrupted download or copy?")
-    return "MP4 without its index (moov): not a complete video"
+    return boxes, max(offset, size)
+
+
+def is_mp4(path, head):
+    return path.lower().endswith(MP4_SUFFIXES) or head[4:8] == b"ftyp"
+
+
+def cut_short(size, announced):
+    return f"file is cut short ({megabytes(size)} of {megabytes(announced)})"
 
 
 def unopenable_reason(path):
@@ -104,9 +105,31 @@ def unopenable_reason(path):
         head = f.read(4096)
     if looks_like_text(head):
         return "a text file, not a video"
-    if path.lower().endswith(MP4_SUFFIXES) or head[4:8] == b"ftyp":
-        return mp4_problem(path, os.path.getsize(path))
-    return None
+    if not is_mp4(path, head):
+        return None
+    size = os.path.getsize(path)
+    layout = mp4_boxes(path, size)
+    if layout is None:
+        return "damaged MP4 structure (a box of impossible size)"
+    boxes, announced = layout
+    if b"moov" in boxes:
+        return None
+    if announced > size:
+        return f"{cut_short(size, announced)} and its index (moov) is missing: an interrupted download or copy?"
+    return "MP4 without its index (moov): not a complete video"
+
+
+def open_failure(path, err):
+    """The reason for a file decord would not open: a cut MP4 says so, others say what we know."""
+    words = first_line(err)
+    if "cannot find video stream" in words:
+        return VideoError("no video stream (no frames, or not a video)", words)
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        layout = mp4_boxes(path, size) if is_mp4(path, f.read(8)) else None
+    if layout is not None and layout[1] > size:
+        return VideoError(f"{cut_short(size, layout[1])}: truncated download?", words)
+    return VideoError("cannot open as a video: damaged, or not a video file", words)
 
 
 def announced_frames(path):
@@ -131,9 +154,7 @@ def open_reader(path):
     try:
         return decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
     except Exception as err:  # decord raises its own DECORDError and RuntimeErrors
-        if "cannot find video stream" in str(err):
-            raise VideoError("no video stream (no frames, or not a video)", decoder_words(err)) from None
-        raise VideoError("cannot open as a video: damaged, or not a video file", decoder_words(err)) from None
+        raise open_failure(path, err) from None
 
 
 def check_complete(path, reader, frame_count):
@@ -147,8 +168,30 @@ def check_complete(path, reader, frame_count):
                      f"{frame_count} of {announced} frames present")
 
 
+def decodes(reader, index):
+    try:
+        reader.get_batch([index])
+        return True
+    except Exception:  # decord's errors on damaged or missing data
+        return False
+
+
+def decodable_frames(reader, frame_count):
+    """How many leading frames of a cut file decode: its last frames often lack data (a cut
+    mid-packet, or the frames a missing one depends on). A binary search: a few seeks."""
+    if decodes(reader, frame_count - 1):
+        return frame_count
+    good, bad = -1, frame_count - 1  # the last index known to decode, the first known not to
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        good, bad = (middle, bad) if decodes(reader, middle) else (good, middle)
+    if good < 0:
+        raise VideoError("no frame of this file decodes: damaged?")
+    return good + 1
+
+
 def decode_error(err, wanted, frame_count):
-    words = decoder_words(err)
+    words = first_line(err)
     span = f"frames {wanted[0]}-{wanted[-1]} of {frame_count}"
     if "avcodec_send_packet" in words or "Error sending packet" in words:
         return VideoError(f"damaged video data in {span}: a corrupt file?", words)
@@ -165,7 +208,9 @@ def read_sampled_crops(path, seg_num, short_size, target_size, accept_partial=Fa
     frame_count = len(reader)
     if frame_count == 0:
         raise VideoError("video has no frames")
-    if not accept_partial:
+    if accept_partial:
+        frame_count = decodable_frames(reader, frame_count)
+    else:
         check_complete(path, reader, frame_count)
     indices = segment_middles(frame_count, seg_num)
     # Short videos repeat frames: decode each distinct one once, in order (seeks only forward).

@@ -241,8 +241,11 @@ def test_folder_input_names_videos_by_relative_path(tmp_path):
     found = video_listing.find_videos(str(tmp_path / "in"))
     assert [v.video_id for v in found] == ["x/clip", "y/clip"]
     assert video_listing.video_id("../up/./v.mp4") == "__/up/v" and video_listing.video_id("/abs/v.avi") == "abs/v"
+    twins = video_listing.unique_videos([Video("a/v.mp4", "a/v"), Video("a/v.avi", "a/v"), Video("b.mp4", "b")],
+                                        "list")
+    assert [v.video_id for v in twins] == ["a/v.mp4", "a/v.avi", "b"]  # only twins keep their extension
     with pytest.raises(InputError, match="would both be saved"):
-        video_listing.unique_videos([Video("a/v.mp4", "a/v"), Video("a/v.avi", "a/v")], "list")
+        video_listing.unique_videos([Video("x/a/v.mp4", "a/v"), Video("y/a/v.mp4", "a/v")], "list")
 
 
 def test_input_errors_exit_with_one_line(tmp_path, capsys):

@@ -177,18 +177,17 @@ def tag_videos(args):
     if todo:
         backbone, head = build_models(args, cfg, task, extractor_cfg, settings, manifest, device)
         tagger = Tagger(head, cfg.MODEL, label_names, topk, cfg.INFER.batch_size)
-        bar = tqdm(total=len(todo), unit="video", desc="tagging", dynamic_ncols=True,
-                   position=dist.rank() if dist.world_size() > 1 else None)
-        for item, result in zip(todo, iter_video_features([item.video for item in todo], settings, backbone)):
-            try:
-                windows = tag_one(item, result, args, tagger, settings, backbone, store)
-                outputs.commit({"video": item.name, "tags": tagger([result.features])[0]}, windows)
-            except (ValueError, InputError) as err:  # this video only: report it and go on
-                failures.append((item.name, str(err), result.detail))
-                bar.write(f"skipped {item.name}: {err}", file=sys.stderr)
-            bar.set_postfix(failed=len(failures), refresh=False)
-            bar.update(1)
-        bar.close()
+        with tqdm(total=len(todo), unit="video", desc="tagging", dynamic_ncols=True,
+                  position=dist.rank() if dist.world_size() > 1 else None) as bar:  # closed on errors too
+            for item, result in zip(todo, iter_video_features([item.video for item in todo], settings, backbone)):
+                try:
+                    windows = tag_one(item, result, args, tagger, settings, backbone, store)
+                    outputs.commit({"video": item.name, "tags": tagger([result.features])[0]}, windows)
+                except (ValueError, InputError) as err:  # this video only: report it and go on
+                    failures.append((item.name, str(err), result.detail))
+                    bar.write(f"skipped {item.name}: {err}", file=sys.stderr)
+                bar.set_postfix(failed=len(failures), refresh=False)
+                bar.update(1)
     outputs.close()
 
     failures = [item for part in dist.all_gather_object(failures) for item in part]
