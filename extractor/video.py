@@ -124,6 +124,9 @@ def open_failure(path, err):
     words = first_line(err)
     if "cannot find video stream" in words:
         return VideoError("no video stream (no frames, or not a video)", words)
+    if "Failed to measure duration/frame-count" in words:
+        return VideoError("its container gives no frame count or duration that the decoder (decord) can use: "
+                          "remux it, e.g. ffmpeg -i IN -c copy OUT.mp4", words)
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         layout = mp4_boxes(path, size) if is_mp4(path, f.read(8)) else None
@@ -158,12 +161,16 @@ def open_reader(path):
 
 
 def check_complete(path, reader, frame_count):
-    """VideoError when the file holds fewer frames than its container announces."""
+    """VideoError when the file holds fewer frames than its container announces. Complete when
+    either the frame counts or the durations agree: containers without a frame count (MPEG-TS,
+    Matroska) announce duration x frame rate, which a variable frame rate makes too many frames."""
     announced, fps = announced_frames(path)
-    if announced - frame_count <= MISSING_FRAMES_TOLERATED:
+    if announced - frame_count <= MISSING_FRAMES_TOLERATED or fps <= 0:
         return
     ends = float(reader.get_frame_timestamp(frame_count - 1)[1])
-    total = announced / fps if fps > 0 else 0.0
+    total = announced / fps
+    if ends >= total - max(MISSING_FRAMES_TOLERATED / fps, 0.02 * total):
+        return
     raise VideoError(f"file ends at {ends:.1f} s of {total:.1f} s: truncated download?",
                      f"{frame_count} of {announced} frames present")
 
@@ -195,6 +202,9 @@ def decode_error(err, wanted, frame_count):
     span = f"frames {wanted[0]}-{wanted[-1]} of {frame_count}"
     if "avcodec_send_packet" in words or "Error sending packet" in words:
         return VideoError(f"damaged video data in {span}: a corrupt file?", words)
+    if "DECORD_REWIND_RETRY_MAX" in words:  # decord seeks by packet; MPEG-TS often defeats it
+        return VideoError(f"cannot seek to {span} (damaged, or a container such as MPEG-TS the decoder "
+                          "cannot seek in): remux it, e.g. ffmpeg -i IN -c copy OUT.mp4", words)
     return VideoError(f"cannot decode {span}", words)
 
 

@@ -79,11 +79,14 @@ def library(tmp_path_factory):
     cut(faststart, lib / "cut.mp4", 0.3)
     cut(one_keyframe, lib / "cut_early.mp4", 0.3)
     cut(moov_at_end, lib / "moovcut.mp4", 0.3)
+    # Matroska announces no frame count (OpenCV estimates duration x fps): whole, it passes.
+    cut(h264_clip(lib / "b.mkv"), lib / "cut.mkv", 0.3)
     damage(one_keyframe, lib / "corrupt.mp4")
     (lib / "notes.mp4").write_text("meeting notes, saved with the wrong name\n" * 20)
     failing = {"broken.mp4": r"broken symbolic link \(points to nowhere\.mp4, which does not exist\)$",
                "loop.mp4": r"symbolic link loop \(the link points back to itself\)$",
                "cut.mp4": r"file ends at \d+\.\d s of 13\.2 s: truncated download\?\t\d+ of 132 frames present$",
+               "cut.mkv": r"file ends at \d+\.\d s of 13\.2 s: truncated download\?\t\d+ of 132 frames present$",
                "cut_early.mp4": r"file is cut short \(\d+\.\d KB of \d+\.\d KB\): truncated download\?\t",
                "moovcut.mp4": r"file is cut short \(\d+\.\d KB of \d+\.\d KB\) and its index \(moov\) is missing: "
                               r"an interrupted download or copy\?$",
@@ -109,7 +112,7 @@ def test_extract_a_folder_of_real_trouble(library, tmp_path):
     for name, pattern in library["failing"].items():
         assert re.match(pattern, failures[name]), (name, failures[name])
     listed = sorted(line.split()[0] for line in (save_dir / "features.list").read_text().splitlines())
-    assert listed == ["a.mov.npy", "a.mp4.npy", "linked/v.npy"]
+    assert listed == ["a.mov.npy", "a.mp4.npy", "b.npy", "linked/v.npy"]
     assert not np.allclose(np.load(save_dir / "a.mov.npy"), np.load(save_dir / "a.mp4.npy"))
     terminal = run.stderr
     for noise in ("Check failed", "h264 @", "mov,mp4", "ccache", "WISELY", "Traceback", "ERROR opening"):
