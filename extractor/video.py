@@ -127,12 +127,17 @@ def open_failure(path, err):
     if "Failed to measure duration/frame-count" in words:
         return VideoError("its container gives no frame count or duration that the decoder (decord) can use: "
                           "remux it, e.g. ffmpeg -i IN -c copy OUT.mp4", words)
+    return VideoError(cut_mp4_reason(path) or "cannot open as a video: damaged, or not a video file", words)
+
+
+def cut_mp4_reason(path):
+    """The "file is cut short" reason for an MP4 whose boxes announce more bytes than it has, else None."""
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         layout = mp4_boxes(path, size) if is_mp4(path, f.read(8)) else None
-    if layout is not None and layout[1] > size:
-        return VideoError(f"{cut_short(size, layout[1])}: truncated download?", words)
-    return VideoError("cannot open as a video: damaged, or not a video file", words)
+    if layout is None or layout[1] <= size:
+        return None
+    return f"{cut_short(size, layout[1])}: truncated download?"
 
 
 def announced_frames(path):
@@ -197,9 +202,14 @@ def decodable_frames(reader, frame_count):
     return good + 1
 
 
-def decode_error(err, wanted, frame_count):
+def decode_error(path, err, wanted, frame_count):
+    """The reason for frames decord could not decode: a cut file first (decord may count the
+    frames its index announces), then what the decoder said."""
     words = first_line(err)
     span = f"frames {wanted[0]}-{wanted[-1]} of {frame_count}"
+    cut = cut_mp4_reason(path)
+    if cut:
+        return VideoError(cut, words)
     if "avcodec_send_packet" in words or "Error sending packet" in words:
         return VideoError(f"damaged video data in {span}: a corrupt file?", words)
     if "DECORD_REWIND_RETRY_MAX" in words:  # decord seeks by packet; MPEG-TS often defeats it
@@ -231,7 +241,7 @@ def read_sampled_crops(path, seg_num, short_size, target_size, accept_partial=Fa
         try:
             frames = reader.get_batch(wanted).asnumpy()
         except Exception as err:
-            raise decode_error(err, wanted, frame_count) from None
+            raise decode_error(path, err, wanted, frame_count) from None
         crop_of.update(zip(wanted, crop_frames(frames, short_size, target_size)))
         del frames
     crops = np.stack([crop_of[i] for i in indices])
