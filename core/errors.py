@@ -11,9 +11,14 @@ import sys
 EXIT_FAILURES, EXIT_INPUT, EXIT_CANNOT_WRITE = 1, 2, 3
 
 # OSErrors that mean "this folder cannot take our outputs", not a bug: a line, not a traceback.
-WRITE_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EROFS: "the file system is read-only",
-                errno.EACCES: "permission denied", errno.EPERM: "permission denied",
-                errno.EDQUOT: "the disk quota is exceeded"}
+FREE_SPACE = "free space (finished outputs are kept) or choose another --save_dir"
+WRITE_ERRNOS = {
+    errno.ENOSPC: "cannot write {}: the disk is full; " + FREE_SPACE,
+    errno.EDQUOT: "cannot write {}: the disk quota is exceeded; " + FREE_SPACE,
+    errno.EROFS: "cannot write {}: the file system is read-only; choose another --save_dir",
+    errno.EACCES: "{}: permission denied; fix its permissions or choose another --save_dir",
+    errno.EPERM: "{}: operation not permitted; fix its permissions or choose another --save_dir",
+}
 
 
 class InputError(Exception):
@@ -28,8 +33,7 @@ class InputError(Exception):
 
 def cannot_write_message(err):
     """One line for an OSError of WRITE_ERRNOS: what, where, and what to do."""
-    where = f" {err.filename}" if err.filename else ""
-    return f"cannot write{where}: {WRITE_ERRNOS[err.errno]}; free space or choose another --save_dir"
+    return WRITE_ERRNOS[err.errno].format(err.filename or "the outputs")
 
 
 def check_writable(folder):

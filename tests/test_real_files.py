@@ -19,7 +19,7 @@ from extractor.pipeline import InferSettings, iter_video_features
 from extractor.predictor import DygraphBackbone, build_model, weights_digest
 from extractor.video import VideoError, read_sampled_crops
 from videos import write_video
-from videotag import journal, tagging
+from videotag import commands, journal, tagging
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["-o", "INFER.seg_num=4", "-o", "INFER.short_size=32", "-o", "INFER.target_size=32",
@@ -230,27 +230,39 @@ def test_full_disk_is_one_line_and_exit_3(backbone, tmp_path, monkeypatch, capsy
     assert stop.value.code == 3
     err = capsys.readouterr().err.splitlines()[-1]
     assert re.match(rf"error: cannot write {re.escape(str(save_dir))}/\.v\.\w+\.tmp\.npy: the disk is full; "
-                    r"free space or choose another --save_dir$", err), err
+                    r"free space \(finished outputs are kept\) or choose another --save_dir$", err), err
     assert sorted(os.listdir(save_dir)) == ["extraction.json"]  # nothing half-written
 
 
-def test_read_only_save_dir_is_one_line_and_exit_3(tmp_path):
+def test_read_only_save_dir_is_one_line_and_exit_3(tmp_path, capsys):
+    """extract (as a user runs it), train and tag stop before any work, with one line and exit 3."""
     mount = tmp_path / "ro"
     mount.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "none", str(mount)],
                       capture_output=True).returncode != 0:
         pytest.skip("cannot mount a read-only tmpfs here")
+    videos = tmp_path / "videos"
+    write_video(str(videos / "v.mp4"), 5)
+    head = tmp_path / "head.pdparams"
+    head.write_bytes(b"never read")
     try:
-        videos = tmp_path / "videos"
-        write_video(str(videos / "v.mp4"), 5)
         run = subprocess.run([sys.executable, "-m", "extractor", "--video_path", str(videos), "--save_dir",
                               str(mount / "feats"), *TINY], capture_output=True, text=True,
                              env=dict(os.environ, PYTHONPATH=ROOT))
+        stops = []
+        for command, argv in ((commands.train, ["--model_name", "AttentionLSTM", "--save_dir", str(mount / "train")]),
+                              (commands.predict, ["--model_name", "AttentionLSTM", "--video_path", str(videos),
+                                                  "--weights", str(head), "--save_dir", str(mount / "tags")])):
+            capsys.readouterr()
+            with pytest.raises(SystemExit) as stop:
+                command(argv)
+            stops.append((stop.value.code, capsys.readouterr().err))
     finally:
         subprocess.run(["umount", str(mount)], check=True)
     assert run.returncode == 3
-    assert run.stderr == f"error: cannot write {mount}/feats: the file system is read-only; " \
-                         "free space or choose another --save_dir\n"
+    assert run.stderr == f"error: cannot write {mount}/feats: the file system is read-only; choose another --save_dir\n"
+    assert stops == [(3, f"error: cannot write {mount}/{name}: the file system is read-only; choose another "
+                         "--save_dir\n") for name in ("train", "tags")]
 
 
 @needs_ffmpeg
