@@ -28,11 +28,13 @@ def _import_paddle_quietly():
     """Import paddle with its two OMP_NUM_THREADS lines dropped (it prints them on every import
     when the variable is above 1, which we set on purpose); anything else it prints passes."""
     captured = io.StringIO()
-    with contextlib.redirect_stderr(captured):
-        import paddle  # noqa: F401  (here, once: the import prints; see the docstring)
-    for line in captured.getvalue().splitlines(keepends=True):
-        if not line.startswith(PADDLE_OMP_NOTICE):
-            sys.stderr.write(line)
+    try:
+        with contextlib.redirect_stderr(captured):
+            import paddle  # noqa: F401  (here, once: the import prints; see the docstring)
+    finally:  # also when the import fails: its words are the clue
+        for line in captured.getvalue().splitlines(keepends=True):
+            if not line.startswith(PADDLE_OMP_NOTICE):
+                sys.stderr.write(line)
 
 
 if "paddle" not in sys.modules:
