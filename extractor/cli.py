@@ -61,7 +61,7 @@ def add_backbone_arguments(parser, runs=True):
 
 def check_settings(settings, config_path):
     for name, value in vars(settings).items():
-        if not isinstance(value, bool) and value < (0 if name == "num_workers" else 1):
+        if type(value) is int and value < (0 if name == "num_workers" else 1):  # not flags or modes
             raise InputError(f"INFER.{name} must be positive, not {value}", config_path)
     if settings.target_size > settings.short_size:
         raise InputError(f"INFER.target_size {settings.target_size} is larger than INFER.short_size "
