@@ -3,8 +3,11 @@
 #   bash run.sh demo [HEAD]            bash run.sh test
 #   bash run.sh train AttentionLSTM [-o TRAIN.epoch=3 ...]
 # `bash run.sh help` lists the verbs; `bash run.sh VERB --help` explains one.
+# Runs from any folder: relative paths (flags, -o values, the demo's data/demo and output/demo)
+# are relative to the folder you run it from, as with any command; the code comes from here.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+export PYTHONPATH="$HERE${PYTHONPATH:+:$PYTHONPATH}"
 VENV="${VIDEOTAG_VENV:-$HERE/.venv}"
 PYTHON="${PYTHON:-python3}"
 PADDLE_VERSION="${PADDLE_VERSION:-3.3.1}"   # CPU wheel on PyPI; GPU wheels of 3.x come from Paddle's own index
@@ -25,6 +28,8 @@ usage: bash run.sh VERB [ARGS...]
   test [PYTEST ARGS]         the test suite
 Each verb passes its remaining arguments on; `bash run.sh VERB --help` shows them. MODEL may also
 be given as --model MODEL. The head's weights are --weights, the backbone's --extractor_weights.
+Relative paths are relative to the current folder. Exit status: 0 done, 1 some videos failed
+(listed in failures.txt), 2 bad input, 3 cannot write the outputs (read-only, full, forbidden).
 USAGE
 }
 
@@ -76,7 +81,6 @@ with_model() {
   MODEL_ARGS=("$@")
 }
 
-cd "$HERE"
 verb="${1:-help}"; shift || true
 case "$verb" in
   help|-h|--help) usage ;;
@@ -85,12 +89,12 @@ case "$verb" in
     setup; with_model "$@"
     case "$verb" in
       export) exec "$VENV/bin/python" -m videotag.export "${MODEL_ARGS[@]}" ;;
-      tag) launch predict.py "${MODEL_ARGS[@]}" ;;
-      *) launch "$verb.py" "${MODEL_ARGS[@]}" ;;
+      tag) launch "$HERE/predict.py" "${MODEL_ARGS[@]}" ;;
+      *) launch "$HERE/$verb.py" "${MODEL_ARGS[@]}" ;;
     esac ;;
   convert) setup; with_model "$@"; exec "$VENV/bin/python" -m videotag.convert "${MODEL_ARGS[@]}" ;;
   demo) setup; exec "$VENV/bin/python" -m videotag.demo "$@" ;;
   extract) setup; launch -m extractor "$@" ;;
-  test) setup; exec "$VENV/bin/python" -m pytest -q tests "$@" ;;
+  test) setup; cd "$HERE"; exec "$VENV/bin/python" -m pytest -q tests "$@" ;;
   *) echo "unknown verb '$verb'" >&2; usage >&2; exit 2 ;;
 esac

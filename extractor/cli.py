@@ -8,13 +8,15 @@ from tqdm import tqdm
 
 from core import dist
 from core.config import CONFIG_DIR, load_config
-from core.errors import InputError, exit_on_input_error
+from core.errors import InputError, check_writable, exit_on_input_error
 from core.flags import renamed
 from core.lists import write_list
 from core.log import log, setup as setup_logging
 
 from .pipeline import InferSettings, backbone_from_config, iter_video_features
-from .stores import make_store, remove_stale_temporaries, write_text
+from .predictor import weights_digest
+from .stores import (make_store, read_settings, remove_stale_temporaries, settings_changed, write_settings,
+                     write_text)
 from .videos import find_videos, read_filelist, unique_videos
 
 
@@ -36,6 +38,8 @@ def parse_args(argv=None):
                         metavar="SECTION.key=value", help="override a config value (repeatable), e.g. "
                         "-o INFER.seg_num=100")
     parser.add_argument("--format", choices=("npy", "hdf5"), default="npy")
+    parser.add_argument("--keep_existing", action="store_true", help="refuse to run when save_dir holds "
+                        "features made with other settings (by default they are removed and re-extracted)")
     add_backbone_arguments(parser)
     renamed(parser, "--weights", "--extractor_weights")
     renamed(parser, "--backend", "--extractor_backend")
@@ -57,11 +61,48 @@ def add_backbone_arguments(parser, runs=True):
 
 def check_settings(settings, config_path):
     for name, value in vars(settings).items():
-        if value < (0 if name == "num_workers" else 1):
+        if type(value) is int and value < (0 if name == "num_workers" else 1):  # not flags or modes
             raise InputError(f"INFER.{name} must be positive, not {value}", config_path)
     if settings.target_size > settings.short_size:
         raise InputError(f"INFER.target_size {settings.target_size} is larger than INFER.short_size "
                          f"{settings.short_size}", config_path)
+
+
+def feature_settings(cfg, settings, weights, backend):
+    """What defines a feature: recorded with every store, compared on every rerun."""
+    if weights and not os.path.isfile(weights):
+        raise InputError("weights file not found", weights)
+    recorded = {"weights": weights_digest(weights), "depth": int(cfg.MODEL.num_layers),
+                "seg_num": settings.seg_num, "short_size": settings.short_size,
+                "target_size": settings.target_size, "precision": "float32",
+                "engine": backend + ("+tensorrt" if cfg.INFER.get("use_tensorrt", False) else "")}
+    if "resize" in cfg.INFER:
+        recorded["resize"] = str(cfg.INFER.resize)
+    return recorded
+
+
+def reconcile_store(store, wanted, keep_existing, count):
+    """Make `store` hold only features made with `wanted` settings: features made with others are
+    removed (to be extracted again), or with keep_existing the run stops. Every process calls it;
+    only rank 0 changes files."""
+    recorded = read_settings(store.save_dir)
+    existing = store.feature_files()
+    changed = settings_changed(recorded, wanted) if existing and recorded is not None else []
+    if changed and keep_existing:
+        raise InputError(f"holds features made with other settings ({', '.join(changed)}); use another "
+                         "--save_dir, or drop --keep_existing to extract them again", store.save_dir)
+    dist.barrier()  # every process has read the record before rank 0 replaces it
+    if dist.is_main():
+        if changed:
+            log.warning("settings changed (%s): removing the features made with the old ones and "
+                        "re-extracting %d videos", ", ".join(changed), count)
+            store.remove_all()
+        elif recorded is None and existing:
+            log.warning("%s has features without a record of their settings (made by an older "
+                        "version): extracting these videos again", store.save_dir)
+        write_settings(store.save_dir, wanted)
+    dist.barrier()
+    return recorded is None
 
 
 def extract(args, backbone=None):
@@ -81,12 +122,14 @@ def extract(args, backbone=None):
     device = dist.select_device()
     store = make_store(args.format, args.save_dir)
     if dist.is_main():
-        os.makedirs(args.save_dir, exist_ok=True)
+        check_writable(args.save_dir)
         remove_stale_temporaries(args.save_dir)
     dist.barrier()  # nobody writes before the leftovers of a killed run are gone
+    wanted = feature_settings(cfg, settings, args.extractor_weights, args.extractor_backend)
+    unrecorded = reconcile_store(store, wanted, args.keep_existing, len(videos))
 
     mine = dist.shard(videos)
-    done = store.completed([v.video_id for v in mine], settings.seg_num)
+    done = set() if unrecorded else store.completed([v.video_id for v in mine], settings.seg_num)
     todo = [v for v in mine if v.video_id not in done]
     log.info("%d videos: %d already done, %d to extract (seg_num %d, crop %d, on %s)",
              len(mine), len(mine) - len(todo), len(todo), settings.seg_num, settings.target_size, device)
@@ -103,7 +146,7 @@ def extract(args, backbone=None):
         finished = store.completed([v.video_id for v in videos], settings.seg_num)
         write_list(os.path.join(args.save_dir, FEATURE_LIST),
                    [(store.list_path(v.video_id), v.labels) for v in videos if v.video_id in finished])
-        write_text(os.path.join(args.save_dir, FAILURES), [f"{path}\t{reason}" for path, reason in failures])
+        write_text(os.path.join(args.save_dir, FAILURES), [failure_line(*failure) for failure in failures])
         log.info("%d of %d videos have features; list in %s", len(finished), len(videos),
                  os.path.join(args.save_dir, FEATURE_LIST))
         if failures:
@@ -112,21 +155,25 @@ def extract(args, backbone=None):
     return 1 if failures else 0
 
 
+def failure_line(path, reason, detail=""):
+    """A line of failures.txt: path, reason, and the decoder's words when there are any."""
+    return "\t".join([path, reason] + ([detail] if detail else []))
+
+
 def run(videos, settings, backbone, store):
-    """Extract and save `videos`; returns [(path, reason)] of those that failed."""
+    """Extract and save `videos`; returns [(path, reason, detail)] of those that failed."""
     failures, frames, start = [], 0, time.time()
-    bar = tqdm(total=len(videos), unit="video", desc="extracting", dynamic_ncols=True,
-               position=dist.rank() if dist.world_size() > 1 else None)
-    for result in iter_video_features(videos, settings, backbone):
-        if result.ok:
-            store.write(result)
-            frames += len(result.features)
-        else:
-            failures.append((result.video.path, result.error))
-            bar.write(f"skipped {result.video.path}: {result.error}", file=sys.stderr)
-        bar.update(1)
-        bar.set_postfix(frames_per_s=f"{frames / max(time.time() - start, 1e-9):.1f}", failed=len(failures))
-    bar.close()
+    with tqdm(total=len(videos), unit="video", desc="extracting", dynamic_ncols=True,
+              position=dist.rank() if dist.world_size() > 1 else None) as bar:  # closed on errors too
+        for result in iter_video_features(videos, settings, backbone):
+            if result.ok:
+                store.write(result)
+                frames += len(result.features)
+            else:
+                failures.append((result.video.path, result.error, result.detail))
+                bar.write(f"skipped {result.video.path}: {result.error}", file=sys.stderr)
+            bar.update(1)
+            bar.set_postfix(frames_per_s=f"{frames / max(time.time() - start, 1e-9):.1f}", failed=len(failures))
     return failures
 
 

@@ -23,7 +23,8 @@ class VideoFeatures:
     video: Video
     features: np.ndarray = None
     info: dict = None
-    error: str = None
+    error: str = None  # the reason, in a user's words
+    detail: str = ""  # the decoder's words behind it (for failures.txt)
 
     @property
     def ok(self):
@@ -37,10 +38,13 @@ class InferSettings:
     target_size: int = 224
     batch_size: int = 32
     num_workers: int = 2
+    accept_partial: bool = False  # use what a cut file holds instead of failing it
 
     @classmethod
     def from_config(cls, cfg):
-        return cls(**{field.name: int(cfg.INFER[field.name]) for field in dataclasses.fields(cls)})
+        values = {field.name: field.type(cfg.INFER.get(field.name, field.default))
+                  for field in dataclasses.fields(cls)}
+        return cls(**values)
 
 
 def as_video(item):
@@ -53,8 +57,8 @@ def as_video(item):
 class _Pending:
     """A decoded video whose frames are (partly) waiting for the network."""
 
-    def __init__(self, video, crops=None, info=None, error=None):
-        self.video, self.crops, self.info, self.error = video, crops, info, error
+    def __init__(self, video, crops=None, info=None, error=None, detail=""):
+        self.video, self.crops, self.info, self.error, self.detail = video, crops, info, error, detail
         self.features = None if crops is None else np.empty((len(crops), FEATURE_DIM), "float32")
         self.sent = self.received = 0
 
@@ -63,18 +67,18 @@ class _Pending:
         return self.error is not None or self.received == len(self.features)
 
     def result(self):
-        return VideoFeatures(self.video, self.features, self.info, self.error)
+        return VideoFeatures(self.video, self.features, self.info, self.error, self.detail)
 
 
 def _decode(video, settings):
     try:
         crops, info = read_sampled_crops(video.path, settings.seg_num, settings.short_size,
-                                         settings.target_size)
+                                         settings.target_size, settings.accept_partial)
         return _Pending(video, crops, info)
     except VideoError as err:
-        return _Pending(video, error=str(err))
+        return _Pending(video, error=err.reason, detail=err.detail)
     except Exception as err:  # a decoder crash on one file must not stop the others
-        return _Pending(video, error=f"{type(err).__name__}: {err}")
+        return _Pending(video, error="cannot decode this file", detail=f"{type(err).__name__}: {err}")
 
 
 def _decode_ahead(videos, settings):

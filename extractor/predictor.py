@@ -30,8 +30,8 @@ def build_model(depth=101, weights=None):
     if weights:
         load_weights(model, weights)
     else:
-        log.warning("NO --weights GIVEN: the backbone has RANDOM weights and the features are "
-                    "meaningless for tagging. Pass --weights tsn.pdparams for real features.")
+        log.warning("NO --extractor_weights GIVEN: the backbone has RANDOM weights and the features are "
+                    "meaningless for tagging. Pass --extractor_weights tsn.pdparams for real features.")
     model.eval()
     return model
 

@@ -5,8 +5,13 @@ hdf5: <save_dir>/features.h5, one dataset per video id with attributes. HDF5 fil
 to append to when a process is killed, so each video is first written atomically to
 <save_dir>/.staging/<id>.npz and merged into a fresh copy of the store that replaces the old
 one by rename (once per run, by one process).
+
+Both kinds record the settings that made their features in <save_dir>/extraction.json (and the
+HDF5 store in its attributes): weights digest, depth, seg_num, sizes, engine. A rerun compares
+them with its own (`settings_changed`) instead of taking old features for new ones.
 """
 import glob
+import json
 import os
 import shutil
 
@@ -19,6 +24,7 @@ from .resnet import FEATURE_DIM
 
 STORE_NAME = "features.h5"
 STAGING = ".staging"
+SETTINGS_FILE = "extraction.json"
 
 
 def expected_shape(seg_num):
@@ -49,6 +55,13 @@ class NpyStore:
 
     def list_path(self, video_id):
         return video_id + ".npy"
+
+    def feature_files(self):
+        return glob.glob(os.path.join(glob.escape(self.save_dir), "**", "*.npy"), recursive=True)
+
+    def remove_all(self):
+        for path in self.feature_files():
+            os.remove(path)
 
     def finalize(self):
         pass
@@ -93,6 +106,15 @@ class Hdf5Store:
     def list_path(self, video_id):
         return f"{STORE_NAME}#{video_id}"
 
+    def feature_files(self):
+        staged = glob.glob(os.path.join(glob.escape(self.staging), "**", "*.npz"), recursive=True)
+        return staged + ([self.store] if os.path.exists(self.store) else [])
+
+    def remove_all(self):
+        shutil.rmtree(self.staging, ignore_errors=True)
+        if os.path.exists(self.store):
+            os.remove(self.store)
+
     def finalize(self):
         """Merge staged videos into the store: copy, append, rename over."""
         staged = sorted(glob.glob(os.path.join(self.staging, "**", "*.npz"), recursive=True))
@@ -112,7 +134,29 @@ class Hdf5Store:
                         dataset.attrs["fps"] = float(item["fps"])
                         dataset.attrs["frame_count"] = int(item["frame_count"])
                         dataset.attrs["indices"] = item["indices"]
+                for name, value in (read_settings(self.save_dir) or {}).items():
+                    store.attrs[name] = value
         shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def read_settings(save_dir):
+    """The settings recorded with a store's features, or None (none recorded)."""
+    path = os.path.join(save_dir, SETTINGS_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def write_settings(save_dir, settings):
+    with atomic_open(os.path.join(save_dir, SETTINGS_FILE), encoding="utf-8") as f:
+        json.dump(settings, f, indent=1, sort_keys=True)
+        f.write("\n")
+
+
+def settings_changed(recorded, wanted):
+    """Names of the settings that differ (a setting one side lacks counts as changed)."""
+    return sorted(name for name in set(recorded) | set(wanted) if recorded.get(name) != wanted.get(name))
 
 
 def make_store(fmt, save_dir):

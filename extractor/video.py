@@ -1,42 +1,237 @@
-"""Decode only a video's sampled frames, a few at a time, so memory does not grow with its length."""
-import os
+"""Decode only a video's sampled frames, a few at a time, so memory does not grow with its length.
 
+A video is used only when it is whole: a file that ends before what its container announces
+(an interrupted download), a damaged one and a non-video fail with a reason in a user's words;
+the decoder's own text goes to failures.txt as the detail, never to the terminal.
+"""
+import errno
+import os
+import re
+import struct
+
+import cv2
 import decord
 import numpy as np
 
 from .sampling import crop_frames, segment_middles
 
 DECODE_CHUNK = 16  # full-resolution frames held at once (about 100 MB at 1080p)
+# Frames a complete video may lack against its container's count (edit lists, a dropped last frame).
+MISSING_FRAMES_TOLERATED = 2
+MP4_SUFFIXES = (".mp4", ".m4v", ".mov", ".3gp")
+
+decord.logging.set_level(decord.logging.QUIET)  # FFmpeg's per-packet lines: one broken file printed 199
 
 
 class VideoError(Exception):
-    """A video that cannot be used; the message is the reason shown in failures.txt."""
+    """A video that cannot be used: `reason` (shown on the terminal and in failures.txt) and
+    `detail` (the decoder's words, kept in failures.txt only)."""
+
+    def __init__(self, reason, detail=""):
+        super().__init__(reason)
+        self.reason, self.detail = reason, detail
 
 
 def first_line(err):
+    """The first line of decord's message, without its '[12:00:00] /project/src/...cc:218:' prefixes."""
     text = str(err).strip().splitlines()
-    return text[0][:200] if text else type(err).__name__
+    if not text:
+        return type(err).__name__
+    return re.sub(r"\[\d\d:\d\d:\d\d\] \S+:\d+: ", "", text[0]).strip()[:300]
 
 
-def read_sampled_crops(path, seg_num, short_size, target_size):
+def missing_file_reason(path):
+    """Why `path` cannot be opened: a broken or looping link, a folder, nothing there."""
+    if os.path.islink(path):
+        try:
+            os.stat(path)
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                return "symbolic link loop (the link points back to itself)"
+            return f"broken symbolic link (points to {os.readlink(path)}, which does not exist)"
+    if not os.path.exists(path):
+        return "file not found"
+    if not os.path.isfile(path):
+        return "not a file"
+    if os.path.getsize(path) == 0:
+        return "empty file"
+    return None
+
+
+def looks_like_text(head):
+    if not head or b"\0" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return err.start > len(head) - 4  # a character cut at the end of the sample
+    return True
+
+
+def megabytes(size):
+    return f"{size / 1e6:.1f} MB" if size >= 1e5 else f"{size / 1e3:.1f} KB"
+
+
+def mp4_boxes(path, size):
+    """(top-level box types, the size the boxes announce) of an MP4/MOV file; None when a box has
+    an impossible size (not MP4 structure)."""
+    boxes, offset = set(), 0
+    with open(path, "rb") as f:
+        while offset + 8 <= size:
+            f.seek(offset)
+            box_size, kind = struct.unpack(">I4s", f.read(8))
+            if box_size == 1:
+                box_size = struct.unpack(">Q", f.read(8))[0]
+            elif box_size == 0:
+                box_size = size - offset
+            if box_size < 8:
+                return None
+            boxes.add(kind)
+            offset += box_size
+    return boxes, max(offset, size)
+
+
+def is_mp4(path, head):
+    return path.lower().endswith(MP4_SUFFIXES) or head[4:8] == b"ftyp"
+
+
+def cut_short(size, announced):
+    return f"file is cut short ({megabytes(size)} of {megabytes(announced)})"
+
+
+def unopenable_reason(path):
+    """A reason for a file FFmpeg will not open, found without FFmpeg (which would print its own)."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if looks_like_text(head):
+        return "a text file, not a video"
+    if not is_mp4(path, head):
+        return None
+    size = os.path.getsize(path)
+    layout = mp4_boxes(path, size)
+    if layout is None:
+        return "damaged MP4 structure (a box of impossible size)"
+    boxes, announced = layout
+    if b"moov" in boxes:
+        return None
+    if announced > size:
+        return f"{cut_short(size, announced)} and its index (moov) is missing: an interrupted download or copy?"
+    return "MP4 without its index (moov): not a complete video"
+
+
+def open_failure(path, err):
+    """The reason for a file decord would not open: a cut MP4 says so, others say what we know."""
+    words = first_line(err)
+    if "cannot find video stream" in words:
+        return VideoError("no video stream (no frames, or not a video)", words)
+    if "Failed to measure duration/frame-count" in words:
+        return VideoError("its container gives no frame count or duration that the decoder (decord) can use: "
+                          "remux it, e.g. ffmpeg -i IN -c copy OUT.mp4", words)
+    return VideoError(cut_mp4_reason(path) or "cannot open as a video: damaged, or not a video file", words)
+
+
+def cut_mp4_reason(path):
+    """The "file is cut short" reason for an MP4 whose boxes announce more bytes than it has, else None."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        layout = mp4_boxes(path, size) if is_mp4(path, f.read(8)) else None
+    if layout is None or layout[1] <= size:
+        return None
+    return f"{cut_short(size, layout[1])}: truncated download?"
+
+
+def announced_frames(path):
+    """(frame count, fps) the container declares, 0 when it does not (OpenCV reads the header
+    quietly; decord counts only the frames actually in the file)."""
+    capture = cv2.VideoCapture(path)
+    try:
+        if not capture.isOpened():
+            return 0, 0.0
+        return max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT))), float(capture.get(cv2.CAP_PROP_FPS))
+    finally:
+        capture.release()
+
+
+def open_reader(path):
+    reason = missing_file_reason(path)
+    if reason:
+        raise VideoError(reason)
+    reason = unopenable_reason(path)
+    if reason:
+        raise VideoError(reason)
+    try:
+        return decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+    except Exception as err:  # decord raises its own DECORDError and RuntimeErrors
+        raise open_failure(path, err) from None
+
+
+def check_complete(path, reader, frame_count):
+    """VideoError when the file holds fewer frames than its container announces. Complete when
+    either the frame counts or the durations agree: containers without a frame count (MPEG-TS,
+    Matroska) announce duration x frame rate, which a variable frame rate makes too many frames."""
+    announced, fps = announced_frames(path)
+    if announced - frame_count <= MISSING_FRAMES_TOLERATED or fps <= 0:
+        return
+    ends = float(reader.get_frame_timestamp(frame_count - 1)[1])
+    total = announced / fps
+    if ends >= total - max(MISSING_FRAMES_TOLERATED / fps, 0.02 * total):
+        return
+    raise VideoError(f"file ends at {ends:.1f} s of {total:.1f} s: truncated download?",
+                     f"{frame_count} of {announced} frames present")
+
+
+def decodes(reader, index):
+    try:
+        reader.get_batch([index])
+        return True
+    except Exception:  # decord's errors on damaged or missing data
+        return False
+
+
+def decodable_frames(reader, frame_count):
+    """How many leading frames of a cut file decode: its last frames often lack data (a cut
+    mid-packet, or the frames a missing one depends on). A binary search: a few seeks."""
+    if decodes(reader, frame_count - 1):
+        return frame_count
+    good, bad = -1, frame_count - 1  # the last index known to decode, the first known not to
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        good, bad = (middle, bad) if decodes(reader, middle) else (good, middle)
+    if good < 0:
+        raise VideoError("no frame of this file decodes: damaged?")
+    return good + 1
+
+
+def decode_error(path, err, wanted, frame_count):
+    """The reason for frames decord could not decode: a cut file first (decord may count the
+    frames its index announces), then what the decoder said."""
+    words = first_line(err)
+    span = f"frames {wanted[0]}-{wanted[-1]} of {frame_count}"
+    cut = cut_mp4_reason(path)
+    if cut:
+        return VideoError(cut, words)
+    if "avcodec_send_packet" in words or "Error sending packet" in words:
+        return VideoError(f"damaged video data in {span}: a corrupt file?", words)
+    if "DECORD_REWIND_RETRY_MAX" in words:  # decord seeks by packet; MPEG-TS often defeats it
+        return VideoError(f"cannot seek to {span} (damaged, or a container such as MPEG-TS the decoder "
+                          "cannot seek in): remux it, e.g. ffmpeg -i IN -c copy OUT.mp4", words)
+    return VideoError(f"cannot decode {span}", words)
+
+
+def read_sampled_crops(path, seg_num, short_size, target_size, accept_partial=False):
     """Return (uint8 RGB crops [seg_num, target, target, 3], info) for the segment-middle frames.
 
-    info: source path, fps, frame_count and the sampled frame indices."""
-    if not os.path.exists(path):
-        raise VideoError("file not found")
-    if not os.path.isfile(path):
-        raise VideoError("not a file")
-    if os.path.getsize(path) == 0:
-        raise VideoError("empty file")
-    try:
-        reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
-    except Exception as err:  # decord raises its own DECORDError and RuntimeErrors
-        if "cannot find video stream" in str(err):
-            raise VideoError("no video stream (no frames, or not a video)") from None
-        raise VideoError(f"cannot open as a video: {first_line(err)}") from None
+    info: source path, fps, frame_count, the sampled frame indices, their start times in seconds
+    (`times`, from the container: right for variable frame rates) and `duration` in seconds.
+    `accept_partial`: use what a cut file holds instead of failing it."""
+    reader = open_reader(path)
     frame_count = len(reader)
     if frame_count == 0:
         raise VideoError("video has no frames")
+    if accept_partial:
+        frame_count = decodable_frames(reader, frame_count)
+    else:
+        check_complete(path, reader, frame_count)
     indices = segment_middles(frame_count, seg_num)
     # Short videos repeat frames: decode each distinct one once, in order (seeks only forward).
     distinct = sorted(set(indices))
@@ -46,11 +241,12 @@ def read_sampled_crops(path, seg_num, short_size, target_size):
         try:
             frames = reader.get_batch(wanted).asnumpy()
         except Exception as err:
-            raise VideoError(f"cannot decode frames {wanted[0]}-{wanted[-1]} of {frame_count}: "
-                             f"{first_line(err)}") from None
+            raise decode_error(path, err, wanted, frame_count) from None
         crop_of.update(zip(wanted, crop_frames(frames, short_size, target_size)))
         del frames
     crops = np.stack([crop_of[i] for i in indices])
+    times = reader.get_frame_timestamp(indices)[:, 0].astype("float64")
     info = {"source": path, "fps": float(reader.get_avg_fps()), "frame_count": frame_count,
-            "indices": indices}
+            "indices": indices, "times": times.tolist(),
+            "duration": float(reader.get_frame_timestamp(frame_count - 1)[1])}
     return crops, info

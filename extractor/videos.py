@@ -1,4 +1,9 @@
-"""Which videos to read: a video list or a folder, each video with the id that names its outputs."""
+"""Which videos to read: a video list or a folder, each video with the id that names its outputs.
+
+The id is the video's path (relative to the folder, or as listed) without its extension; when two
+videos differ only by extension (clip.mp4 and clip.mov) both keep it (clip.mp4, clip.mov), so
+outputs of every other video keep the names they always had.
+"""
 import dataclasses
 import os
 
@@ -31,20 +36,42 @@ def read_filelist(path):
 
 
 def find_videos(folder):
+    """Every video file under `folder`, following linked folders once each (a link back up is
+    not followed again) and listing each real file once. A broken or looping link with a video
+    extension is listed: it fails as that video, with its reason, instead of vanishing."""
     if not os.path.isdir(folder):
         raise InputError("video folder not found", folder)
-    videos = []
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
+    videos, seen_folders, seen_files = [], set(), set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        seen_folders.add(folder_key(root))
+        dirs[:] = [d for d in sorted(dirs) if folder_key(os.path.join(root, d)) not in seen_folders]
         for name in sorted(files):
-            if name.lower().endswith(VIDEO_EXTENSIONS):
-                path = os.path.join(root, name)
-                videos.append(Video(path, video_id(os.path.relpath(path, folder))))
+            if not name.lower().endswith(VIDEO_EXTENSIONS):
+                continue
+            path = os.path.join(root, name)
+            real = os.path.realpath(path)
+            if real in seen_files and os.path.exists(real):
+                continue
+            seen_files.add(real)
+            videos.append(Video(path, video_id(os.path.relpath(path, folder))))
     return videos
 
 
+def folder_key(path):
+    info = os.stat(path)
+    return info.st_dev, info.st_ino
+
+
 def unique_videos(videos, source):
-    """Drop repeated paths; two different videos may not share an output name."""
+    """Drop repeated paths; videos whose ids differ only by extension keep it in their id (the
+    Video objects are changed in place); two other videos may not share an output name."""
+    paths_of = {}
+    for video in videos:
+        paths_of.setdefault(video.video_id, set()).add(os.path.normpath(video.path))
+    for video in videos:
+        extensions = {os.path.splitext(path)[1] for path in paths_of[video.video_id]}
+        if len(extensions) == len(paths_of[video.video_id]) > 1:
+            video.video_id += os.path.splitext(video.path)[1]
     by_id, unique = {}, []
     for video in videos:
         seen = by_id.setdefault(video.video_id, video)

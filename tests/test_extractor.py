@@ -170,8 +170,8 @@ def test_every_naming_scheme_gives_the_same_features(model, tmp_path):
 def make_bad_videos(folder):
     """One of each kind of bad input, by the reason failures.txt should give."""
     bad = {"missing.mp4": "file not found", "folder.mp4": "not a file", "empty.mp4": "empty file",
-           "text.mp4": "cannot open as a video", "zero.mp4": "no video stream",
-           "truncated.mp4": "cannot open as a video"}
+           "text.mp4": "a text file, not a video", "zero.mp4": "no video stream",
+           "truncated.mp4": "file is cut short (2.0 KB of "}
     os.makedirs(folder / "folder.mp4")
     (folder / "empty.mp4").write_bytes(b"")
     (folder / "text.mp4").write_text("not a video\n" * 50)
@@ -196,7 +196,7 @@ def test_list_run_bad_videos_resume_and_hdf5(model, backbone, clips, tmp_path):
     npy_dir, h5_dir = tmp_path / "npy", tmp_path / "h5"
     args = cli.parse_args(["--filelist", str(listing), "--save_dir", str(npy_dir)] + TINY)
     assert cli.extract(args, backbone=backbone) == 1
-    failures = dict(line.split("\t") for line in (npy_dir / "failures.txt").read_text().splitlines())
+    failures = dict(line.split("\t")[:2] for line in (npy_dir / "failures.txt").read_text().splitlines())
     assert set(failures) == set(bad)
     for path, reason in bad.items():
         assert failures[path].startswith(reason), (path, failures[path])
@@ -241,8 +241,11 @@ def test_folder_input_names_videos_by_relative_path(tmp_path):
     found = video_listing.find_videos(str(tmp_path / "in"))
     assert [v.video_id for v in found] == ["x/clip", "y/clip"]
     assert video_listing.video_id("../up/./v.mp4") == "__/up/v" and video_listing.video_id("/abs/v.avi") == "abs/v"
+    twins = video_listing.unique_videos([Video("a/v.mp4", "a/v"), Video("a/v.avi", "a/v"), Video("b.mp4", "b")],
+                                        "list")
+    assert [v.video_id for v in twins] == ["a/v.mp4", "a/v.avi", "b"]  # only twins keep their extension
     with pytest.raises(InputError, match="would both be saved"):
-        video_listing.unique_videos([Video("a/v.mp4", "a/v"), Video("a/v.avi", "a/v")], "list")
+        video_listing.unique_videos([Video("x/a/v.mp4", "a/v"), Video("y/a/v.mp4", "a/v")], "list")
 
 
 def test_input_errors_exit_with_one_line(tmp_path, capsys):

@@ -255,3 +255,18 @@ def test_feature_list_or_videos_by_extension(library, tmp_path):
     features = tmp_path / "features.list"
     features.write_text("a.npy 1\n")
     assert not tagging.is_video_list(str(features))
+
+
+def test_rerun_with_other_settings_does_not_extend_the_journal(library, dygraph_tagged, capsys):
+    save_dir = dygraph_tagged["save_dir"]
+    args = tag_args(library, save_dir, "--extractor_backend", "dygraph", "--keep_features",
+                    str(dygraph_tagged["features"]))
+    before = (save_dir / "predictions.jsonl").read_text()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        predict_cli.main(args + ["--topk", "3"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == (f"error: {save_dir}: holds tags made with other settings (topk); use a new "
+                                       "--save_dir, or --restart to tag every video again\n")
+    assert (save_dir / "predictions.jsonl").read_text() == before
+    assert json.loads((save_dir / "tagging.json").read_text())["topk"] == 5

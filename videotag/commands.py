@@ -4,7 +4,7 @@ import os
 
 from core import dist
 from core.checkpoint import build_with_weights
-from core.errors import InputError, exit_on_input_error
+from core.errors import InputError, check_writable, exit_on_input_error
 from core.fsutil import atomic_open
 from core.log import log
 from core.trainer import Trainer
@@ -31,6 +31,7 @@ def train(argv=None):
     p.add_argument("--amp", action="store_true", help="mixed precision (on GPUs)")
     args = p.parse_args(argv)
     cfg, task = cli.setup(args)
+    check_writable(args.save_dir)  # exit 3 now, not after the first epoch
     Trainer(task, args.save_dir, amp=args.amp).fit(resume=args.resume, pretrain=args.pretrain,
                                                    pretrain_partial=args.pretrain_partial)
 

@@ -6,6 +6,10 @@ the video's prediction. With several processes each rank appends to its own
 parts/predictions.rank<r>.jsonl (and parts/timeline.rank<r>.jsonl); rank 0 folds them into the
 files above at the end, and a rerun folds in the parts of a killed run. No two processes ever
 append to one file. predictions.csv is rebuilt from the journal at the end of every run.
+
+tagging.json records what made the tags (head and backbone weights digests, head config, top-k,
+labels, timeline, feature settings): a run with other ones does not extend the journal; it
+stops, or with --restart starts it over.
 """
 import csv
 import glob
@@ -14,11 +18,14 @@ import os
 import shutil
 
 from core import dist
+from core.errors import InputError
 from core.fsutil import atomic_open
 
 PREDICTIONS, TIMELINE, CSV, FAILURES, REPORT = (
     "predictions.jsonl", "timeline.jsonl", "predictions.csv", "failures.txt", "report.html")
 PARTS = "parts"
+SETTINGS = "tagging.json"
+THUMBS = "thumbs"  # report.THUMBS
 CSV_COLUMNS = ("video", "rank", "class_id", "class_name", "probability")
 MANIFEST = "export.json"  # written by videotag.export next to the two models
 def read_jsonl(path):
@@ -61,6 +68,41 @@ class Journal:
 
     def close(self):
         self.file.close()
+
+
+def check_run_settings(save_dir, wanted, restart):
+    """Every process: make sure the journal in save_dir is one of `wanted` settings (rank 0
+    records them), or stop with one line; `restart` first discards the journal and its outputs."""
+    if restart and dist.is_main():
+        discard_outputs(save_dir)
+    dist.barrier()
+    recorded = read_json(os.path.join(save_dir, SETTINGS))
+    if tagged_videos(save_dir) and recorded != wanted:
+        what = (", ".join(sorted(k for k in set(recorded) | set(wanted) if recorded.get(k) != wanted.get(k)))
+                if recorded is not None else "made by an older version, settings unknown")
+        raise InputError(f"holds tags made with other settings ({what}); use a new --save_dir, or "
+                         "--restart to tag every video again", save_dir)
+    dist.barrier()  # every process has read the record before rank 0 rewrites it
+    if dist.is_main():
+        with atomic_open(os.path.join(save_dir, SETTINGS), encoding="utf-8") as f:
+            json.dump(wanted, f, indent=1, sort_keys=True)
+    dist.barrier()
+
+
+def read_json(path):
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def discard_outputs(save_dir):
+    """--restart: the journals and everything made from them."""
+    for name in (PREDICTIONS, TIMELINE, CSV, FAILURES, REPORT, SETTINGS):
+        if os.path.exists(os.path.join(save_dir, name)):
+            os.remove(os.path.join(save_dir, name))
+    for name in (PARTS, THUMBS):
+        shutil.rmtree(os.path.join(save_dir, name), ignore_errors=True)
 
 
 def journal_pairs(save_dir):

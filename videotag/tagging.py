@@ -8,6 +8,8 @@ loses no finished video and a rerun does only the rest. failures.txt, report.htm
 rewritten at the end of every run. The head and its tags are in heads.py.
 """
 import dataclasses
+import hashlib
+import json
 import math
 import os
 import sys
@@ -18,13 +20,13 @@ from tqdm import tqdm
 
 from core import dist
 from core.config import load_config
-from core.errors import InputError
+from core.errors import InputError, check_writable
 from core.fsutil import atomic_open
 from core.lists import list_entries, write_list
 from core.log import log
-from extractor.cli import add_backbone_arguments, check_settings
+from extractor.cli import add_backbone_arguments, check_settings, failure_line, feature_settings, reconcile_store
 from extractor.pipeline import InferSettings, backbone_from_config, iter_video_features
-from extractor.predictor import InferenceBackbone
+from extractor.predictor import InferenceBackbone, weights_digest
 from extractor.stores import NpyStore, write_text
 from extractor.videos import VIDEO_EXTENSIONS, find_videos, read_filelist, unique_videos
 from sequence.data import feature_problem
@@ -32,7 +34,8 @@ from sequence.data import feature_problem
 from . import cli, report
 from .heads import (DygraphHead, InferenceHead, Tagger, as_overrides,  # noqa: F401  (Tagger: documented here)
                     check_head_takes_extractor_features, load_manifest, read_label_names)
-from .journal import CSV, FAILURES, PREDICTIONS, REPORT, TIMELINE, Outputs, merge_parts, read_jsonl, tagged_videos, write_csv
+from .journal import (CSV, FAILURES, PREDICTIONS, REPORT, TIMELINE, Outputs, check_run_settings, merge_parts,
+                      read_jsonl, tagged_videos, write_csv)
 from .models import default_config_path
 
 
@@ -59,6 +62,8 @@ def add_arguments(p):
                    help="also tag consecutive windows of this many seconds -> timeline.jsonl")
     p.add_argument("--timeline_frames", type=int, default=8,
                    help="frames sampled per timeline window (default 8)")
+    p.add_argument("--restart", action="store_true", help="discard the tags already in --save_dir and "
+                   "tag every video again (needed when the weights or settings changed)")
 
 
 def is_video_list(path):
@@ -103,17 +108,17 @@ def class_ids(fields, num_classes, filelist):
 def timeline_windows(result, seconds, frames_per_window, settings, backbone):
     """[(start, end, features)] over the whole video: windows of `seconds`, each fed by about
     frames_per_window frames. The video-level features sample seg_num frames over the whole video,
-    too few for short windows, so a second pass samples count * frames_per_window frames, evenly
-    in time, and each frame goes to the window its timestamp falls in. A window that got no frame
-    (a tail shorter than the sampling step) is merged into the one before it."""
-    fps = result.info["fps"] if result.info["fps"] > 0 else 25.0  # a broken header: assume 25
-    duration = result.info["frame_count"] / fps
+    too few for short windows, so a second pass samples count * frames_per_window frames, and
+    each frame goes to the window its timestamp (from the container: right for variable frame
+    rates too) falls in. A window that got no frame (a tail shorter than the sampling step) is
+    merged into the one before it."""
+    duration = result.info["duration"]
     count = max(1, math.ceil(duration / seconds - 1e-9))
     dense = dataclasses.replace(settings, seg_num=count * frames_per_window)
     sampled = next(iter(iter_video_features([result.video], dense, backbone)))
     if not sampled.ok:
         raise ValueError(f"timeline: {sampled.error}")
-    window_of = np.minimum(np.asarray(sampled.info["indices"]) / fps // seconds, count - 1).astype(int)
+    window_of = np.minimum(np.asarray(sampled.info["times"]) // seconds, count - 1).astype(int)
     filled = sorted(set(window_of.tolist()))
     windows = []
     for i, w in enumerate(filled):
@@ -155,8 +160,12 @@ def tag_videos(args):
     dist.init_parallel()
     device = dist.select_device()
     if dist.is_main():
-        os.makedirs(args.save_dir, exist_ok=True)
+        check_writable(args.save_dir)
     dist.barrier()
+    features = feature_settings(extractor_cfg, settings, *backbone_identity(args, manifest))
+    check_run_settings(args.save_dir, run_settings(args, cfg, features, topk, manifest), args.restart)
+    if store is not None:
+        reconcile_store(store, features, False, len(videos))
     outputs = Outputs(args.save_dir, with_timeline=args.timeline is not None)
     done = tagged_videos(args.save_dir)
     mine = dist.shard(videos)
@@ -168,18 +177,17 @@ def tag_videos(args):
     if todo:
         backbone, head = build_models(args, cfg, task, extractor_cfg, settings, manifest, device)
         tagger = Tagger(head, cfg.MODEL, label_names, topk, cfg.INFER.batch_size)
-        bar = tqdm(total=len(todo), unit="video", desc="tagging", dynamic_ncols=True,
-                   position=dist.rank() if dist.world_size() > 1 else None)
-        for item, result in zip(todo, iter_video_features([item.video for item in todo], settings, backbone)):
-            try:
-                windows = tag_one(item, result, args, tagger, settings, backbone, store)
-                outputs.commit({"video": item.name, "tags": tagger([result.features])[0]}, windows)
-            except (ValueError, InputError) as err:  # this video only: report it and go on
-                failures.append((item.name, str(err)))
-                bar.write(f"skipped {item.name}: {err}", file=sys.stderr)
-            bar.set_postfix(failed=len(failures), refresh=False)
-            bar.update(1)
-        bar.close()
+        with tqdm(total=len(todo), unit="video", desc="tagging", dynamic_ncols=True,
+                  position=dist.rank() if dist.world_size() > 1 else None) as bar:  # closed on errors too
+            for item, result in zip(todo, iter_video_features([item.video for item in todo], settings, backbone)):
+                try:
+                    windows = tag_one(item, result, args, tagger, settings, backbone, store)
+                    outputs.commit({"video": item.name, "tags": tagger([result.features])[0]}, windows)
+                except (ValueError, InputError) as err:  # this video only: report it and go on
+                    failures.append((item.name, str(err), result.detail))
+                    bar.write(f"skipped {item.name}: {err}", file=sys.stderr)
+                bar.set_postfix(failed=len(failures), refresh=False)
+                bar.update(1)
     outputs.close()
 
     failures = [item for part in dist.all_gather_object(failures) for item in part]
@@ -187,6 +195,28 @@ def tag_videos(args):
         finish(args.save_dir, videos, failures, label_names, store, settings.seg_num)
     dist.barrier()
     return 1 if failures else 0
+
+
+def backbone_identity(args, manifest):
+    """(weights file, engine) of the backbone this run uses."""
+    if manifest:
+        return os.path.join(args.inference_dir, manifest["backbone"] + ".pdiparams"), "inference"
+    return args.extractor_weights, args.extractor_backend
+
+
+def run_settings(args, cfg, features, topk, manifest):
+    """What defines this run's tags: recorded with the journal, compared when a run resumes it."""
+    head = os.path.join(args.inference_dir, manifest["head"] + ".pdiparams") if manifest else args.weights
+    if not os.path.isfile(head):
+        raise InputError("weights file not found", head)
+    return {"model_name": args.model_name, "weights": weights_digest(head), "head": digest_of(cfg.MODEL),
+            "topk": topk, "labels": weights_digest(args.label_file) if args.label_file else None,
+            "timeline": args.timeline, "timeline_frames": args.timeline_frames if args.timeline else None,
+            "features": features}
+
+
+def digest_of(section):
+    return hashlib.blake2b(json.dumps(section, sort_keys=True, default=str).encode(), digest_size=8).hexdigest()
 
 
 def build_models(args, cfg, task, extractor_cfg, settings, manifest, device):
@@ -223,7 +253,7 @@ def finish(save_dir, videos, failures, label_names, store, seg_num):
     """Rank 0 at the end of every run: merged journals, CSV, failures, kept feature list, report."""
     merge_parts(save_dir, [item.name for item in videos])
     write_csv(save_dir)
-    write_text(os.path.join(save_dir, FAILURES), [f"{name}\t{reason}" for name, reason in failures])
+    write_text(os.path.join(save_dir, FAILURES), [failure_line(*failure) for failure in failures])
     if store is not None:
         kept = store.completed([item.video.video_id for item in videos], seg_num)
         write_list(os.path.join(store.save_dir, "features.list"),
@@ -233,7 +263,8 @@ def finish(save_dir, videos, failures, label_names, store, seg_num):
     labelled = any(item.labels for item in videos)
     page = report.render(save_dir, predictions, label_names,
                          labels={item.name: item.labels for item in videos} if labelled else None,
-                         timeline=read_jsonl(os.path.join(save_dir, TIMELINE)), failures=failures)
+                         timeline=read_jsonl(os.path.join(save_dir, TIMELINE)),
+                         failures=[(name, reason) for name, reason, _ in failures])
     with atomic_open(os.path.join(save_dir, REPORT), encoding="utf-8") as f:
         f.write(page)
     tagged = {r["video"] for r in predictions}
