@@ -14,6 +14,7 @@ from core.lists import write_list
 from core.log import log, setup as setup_logging
 
 from .pipeline import InferSettings, backbone_from_config, iter_video_features
+from .sampling import check_resize_mode
 from .stores import make_store, remove_stale_temporaries, write_text
 from .videos import find_videos, read_filelist, unique_videos
 
@@ -56,8 +57,9 @@ def add_backbone_arguments(parser, runs=True):
 
 
 def check_settings(settings, config_path):
+    check_resize_mode(settings.resize, config_path)
     for name, value in vars(settings).items():
-        if value < (0 if name == "num_workers" else 1):
+        if name != "resize" and value < (0 if name == "num_workers" else 1):
             raise InputError(f"INFER.{name} must be positive, not {value}", config_path)
     if settings.target_size > settings.short_size:
         raise InputError(f"INFER.target_size {settings.target_size} is larger than INFER.short_size "
@@ -67,7 +69,7 @@ def check_settings(settings, config_path):
 def extract(args, backbone=None):
     """Run the extraction; returns the exit status (1 when any video failed).
     `backbone` lets tests pass an already built one."""
-    cfg = load_config(args.config, args.override)
+    cfg = load_config(args.config, args.override, reference=DEFAULT_CONFIG)
     settings = InferSettings.from_config(cfg)
     check_settings(settings, cfg.path)
     if args.filelist:

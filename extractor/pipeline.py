@@ -37,10 +37,12 @@ class InferSettings:
     target_size: int = 224
     batch_size: int = 32
     num_workers: int = 2
+    resize: str = "videotag"  # see sampling.RESIZE_MODES
 
     @classmethod
     def from_config(cls, cfg):
-        return cls(**{field.name: int(cfg.INFER[field.name]) for field in dataclasses.fields(cls)})
+        return cls(**{field.name: field.type(cfg.INFER.get(field.name, field.default))
+                      for field in dataclasses.fields(cls)})
 
 
 def as_video(item):
@@ -69,7 +71,7 @@ class _Pending:
 def _decode(video, settings):
     try:
         crops, info = read_sampled_crops(video.path, settings.seg_num, settings.short_size,
-                                         settings.target_size)
+                                         settings.target_size, settings.resize)
         return _Pending(video, crops, info)
     except VideoError as err:
         return _Pending(video, error=str(err))

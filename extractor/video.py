@@ -18,10 +18,10 @@ def first_line(err):
     return text[0][:200] if text else type(err).__name__
 
 
-def read_sampled_crops(path, seg_num, short_size, target_size):
+def read_sampled_crops(path, seg_num, short_size, target_size, resize="videotag"):
     """Return (uint8 RGB crops [seg_num, target, target, 3], info) for the segment-middle frames.
 
-    info: source path, fps, frame_count and the sampled frame indices."""
+    info: source path, fps, frame_count and the sampled frame indices. resize: see sampling.RESIZE_MODES."""
     if not os.path.exists(path):
         raise VideoError("file not found")
     if not os.path.isfile(path):
@@ -48,7 +48,7 @@ def read_sampled_crops(path, seg_num, short_size, target_size):
         except Exception as err:
             raise VideoError(f"cannot decode frames {wanted[0]}-{wanted[-1]} of {frame_count}: "
                              f"{first_line(err)}") from None
-        crop_of.update(zip(wanted, crop_frames(frames, short_size, target_size)))
+        crop_of.update(zip(wanted, crop_frames(frames, short_size, target_size, resize)))
         del frames
     crops = np.stack([crop_of[i] for i in indices])
     info = {"source": path, "fps": float(reader.get_avg_fps()), "frame_count": frame_count,
