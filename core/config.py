@@ -50,7 +50,7 @@ MINIMUM = {"batch_size": (1, True), "epoch": (1, True), "learning_rate": (0, Fal
            "num_samples": (0, True), "decay_examples": (1, True), "momentum": (0, True),
            "embedding_size": (1, True), "lstm_size": (1, True), "cluster_nums": (1, True),
            "cluster_size": (1, True), "groups": (1, True), "hidden_size": (1, True), "topk": (1, True)}
-_logged_ignored = set()  # (section, key) already named in the log
+_logged_ignored = set()  # (config path, "SECTION.key") already named in the log: once per process
 
 
 class Section(dict):

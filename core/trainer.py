@@ -138,6 +138,16 @@ def save(obj, path):
         paddle.save(obj, tmp)
 
 
+def batch_loss_scale(train_cfg):
+    """TRAIN.batch_loss: `sum` steps on the gradient of the loss summed over the global batch, as
+    VideoTag's AttentionLSTM trained (its learning rate and L2 assume it); `mean`, of its mean.
+    Tasks return the mean over their share, and several processes average their gradients."""
+    reduction = train_cfg.get("batch_loss", "mean")
+    if reduction not in ("sum", "mean"):
+        raise InputError(f"TRAIN.batch_loss '{reduction}' is not one of sum, mean")
+    return train_cfg.batch_size if reduction == "sum" else 1
+
+
 CHECK_CHUNK = 64  # items checked per thread task
 
 
@@ -210,9 +220,8 @@ class Trainer:
         train_cfg = cfg.TRAIN
         train_source = task.source("train")
         valid_source = task.source("valid")
-        check_writable(self.save_dir)
-        check_sources({"training": train_source, "validation": valid_source, "test": self._test_source()},
-                      train_cfg.get("num_workers", 4))
+        steps = self._check_before_training(train_source, valid_source)
+        gradient_scale = batch_loss_scale(train_cfg)
         seed = train_cfg.get("seed", 0)
         paddle.seed(seed)  # the same initial weights in every process and every run
         model = task.build_model()
@@ -224,7 +233,6 @@ class Trainer:
             checkpoint.load_matching(model, pretrain, task.model_name, getattr(task, "convert_pretrained", None))
         runner = paddle.DataParallel(model) if self.world > 1 else model
         scaler = paddle.amp.GradScaler() if self.amp else None
-        steps = train_source.num_batches(drop_last=True)
         if dist.is_main():
             save_config(cfg, self.save_dir)  # eval, predict, tag and export read it beside the checkpoints
             log.info("training %s on %d videos (%d batches of %d per epoch, %d process(es), %s) into %s",
@@ -242,11 +250,12 @@ class Trainer:
                 optimizer.set_lr(learning_rate(train_cfg, epoch, state["examples_seen"]))
                 with paddle.amp.auto_cast(enable=self.amp):
                     loss = task.loss(task.forward(runner, batch), batch)
+                objective = loss * gradient_scale if gradient_scale != 1 else loss
                 if scaler:
-                    scaler.scale(loss).backward()
-                    scaler.minimize(optimizer, loss)
+                    scaler.scale(objective).backward()
+                    scaler.minimize(optimizer, objective)
                 else:
-                    loss.backward()
+                    objective.backward()
                     optimizer.step()
                 optimizer.clear_grad()
                 state["examples_seen"] += train_cfg.batch_size
@@ -257,6 +266,19 @@ class Trainer:
             self._end_epoch(model, optimizer, state, float(np.mean(losses)), metrics)
         dist.barrier()
         return model
+
+    def _check_before_training(self, train_source, valid_source):
+        """Fail on bad input before any compute is spent; returns the steps per epoch."""
+        cfg = self.task.cfg
+        steps = train_source.num_batches(drop_last=True)
+        if steps < 1:
+            raise InputError(f"TRAIN.batch_size {cfg.TRAIN.batch_size} is more than the {len(train_source)} videos "
+                             "of the training list: not one full batch", cfg.path)
+        batch_loss_scale(cfg.TRAIN)
+        check_writable(self.save_dir)
+        check_sources({"training": train_source, "validation": valid_source, "test": self._test_source()},
+                      cfg.TRAIN.get("num_workers", 4))
+        return steps
 
     def _test_source(self):
         """The TEST list, to check before training; not yet written is fine (eval.py will need it)."""

@@ -81,7 +81,7 @@ def test_a_user_file_is_merged_onto_the_reference(tmp_path):
     ("MODEL.drop_rate=1.5", "-o: MODEL.drop_rate must be below 1, not 1.5"),
     ("TRAIN.seed=true", "-o: TRAIN.seed must be an integer, not True"),
     ("MODEL.cluster_nums=[8]", "-o: unknown key MODEL.cluster_nums; valid keys of MODEL: drop_rate, embedding_size"),
-    ("TRAIN.epochs=3", "-o: unknown key TRAIN.epochs; valid keys of TRAIN: batch_size, decay_epochs"),
+    ("TRAIN.epochs=3", "-o: unknown key TRAIN.epochs; valid keys of TRAIN: batch_loss, batch_size"),
     ("TRIAN.epoch=3", "unknown section 'TRIAN'"),
     ("MODEL.seglen=3", r"-o: MODEL.seglen must be 1 \(VideoTag's value"),
 ])
@@ -96,7 +96,7 @@ def test_bad_values_in_a_file_name_the_file(tmp_path):
     with pytest.raises(InputError, match=r"bad.yaml: TRAIN.batch_size must be at least 1, not 0"):
         load_config(str(user), [], LSTM_REF)
     user.write_text("TRAIN:\n  lr: 0.1\n")
-    with pytest.raises(InputError, match=r"bad.yaml: unknown key TRAIN.lr; valid keys of TRAIN: batch_size"):
+    with pytest.raises(InputError, match=r"bad.yaml: unknown key TRAIN.lr; valid keys of TRAIN: batch_loss, batch_size"):
         load_config(str(user), [], LSTM_REF)
     user.write_text("MODEL:\n  image_mean: [0.5, 0.5, 0.5]\n")
     with pytest.raises(InputError, match=r"MODEL.image_mean must be \[0.485, 0.456, 0.406\]"):

@@ -18,7 +18,8 @@ import train as train_cli
 from core.config import load_config
 from core.trainer import build_optimizer
 from extractor import cli as extractor_cli
-from extractor.sampling import center_crop, resize_videotag, videotag_size
+from extractor.predictor import DygraphBackbone, build_model
+from extractor.sampling import center_crop, normalize, resize_videotag, videotag_size
 from extractor.tsn_data import VideoListSource, random_crop_flip
 from extractor.video import read_sampled_crops
 from features import write_feature_dataset
@@ -30,6 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures", "videotag")
 VIDEOS = sorted(os.path.basename(p)[len("reader_"):-len(".npz")]
                 for p in glob.glob(os.path.join(FIXTURES, "reader_*.npz")))
+LARGE = os.environ.get("VIDEOTAG_LARGE")  # e.g. /work/fixtures-large/videotag: tsn.pdparams, tsn_io.npz
 PINNED_PILLOW = next(line.split("==")[1].split()[0] for line in open(os.path.join(ROOT, "requirements.txt"))
                      if line.startswith("Pillow=="))
 
@@ -84,6 +86,22 @@ def test_tsn_fine_tuning_reads_videos_as_videotag(tmp_path):
         crop = random_crop_flip(frame[None], 256, 224, np.random.default_rng(seed))[0]
         assert any(np.array_equal(resized[top:top + 224, left:left + 224], c)
                    for top in range(341 - 224 + 1) for left in range(256 - 224 + 1) for c in (crop, crop[:, ::-1]))
+
+
+@pytest.mark.skipif(not LARGE, reason="full-size check on demand: set VIDEOTAG_LARGE to the folder of tsn.pdparams")
+def test_full_size_backbone_gives_videotag_features():
+    """VideoTag's ResNet-101 weights in our backbone, on our crops and normalisation of the committed
+    fixtures, against the features fluid 1.8.5 computed (docs/VIDEOTAG.md quotes the figures)."""
+    io = np.load(os.path.join(LARGE, "tsn_io.npz"))
+    crops = np.stack([fixture(name)[0]["crops"] for name in ("wide_640x360", "portrait_360x640")])
+    images = np.stack([normalize(c) for c in crops])
+    assert np.abs(images - io["image"]).max() < 1e-6  # the fused normalisation against fluid's float32 steps
+    backbone = DygraphBackbone(build_model(101, os.path.join(LARGE, "tsn.pdparams")))
+    expected = io["features"]
+    ours = backbone(images.reshape(-1, 3, 224, 224)).reshape(expected.shape)
+    relative = np.abs(ours - expected).max() / np.abs(expected).max()
+    print(f"max |ours - fluid| / max |fluid| = {relative:.3g}")
+    assert relative < 1e-5
 
 
 # ---- 2. VideoTag's configs and FineTune.md's commands ----
