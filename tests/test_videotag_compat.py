@@ -49,9 +49,8 @@ def test_our_reader_gives_videotag_crops(name):
     crops, info = read_sampled_crops(path, len(ref["indices"]), 256, 224)
     assert info["indices"] == ref["indices"].tolist()
     difference = np.abs(crops.astype(int) - ref["crops"]).max()
-    assert difference <= 1
-    if PIL.__version__ == PINNED_PILLOW:  # the pinned Pillow is bit-exact on every fixture
-        assert difference == 0
+    # the pinned Pillow is bit-exact on every fixture; 13.0 is off by one on some values
+    assert difference == 0 if PIL.__version__ == PINNED_PILLOW else difference <= 1
     height, width = ref["decoded_size_hw"]
     size = videotag_size(width, height, 256) or (width, height)
     assert [size[1], size[0]] == ref["resized_size_hw"].tolist()
@@ -77,7 +76,8 @@ def test_tsn_fine_tuning_reads_videos_as_videotag(tmp_path):
     section = {"seg_num": 4, "short_size": 256, "target_size": 224, "batch_size": 2, "resize": "videotag"}
     validation = VideoListSource(str(listing), section, 2, training=False)
     for index, name in enumerate(names):
-        np.testing.assert_array_equal(validation.load(index), fixture(name)[0]["crops"])
+        difference = np.abs(validation.load(index).astype(int) - fixture(name)[0]["crops"]).max()
+        assert difference == 0 if PIL.__version__ == PINNED_PILLOW else difference <= 1
     # Training: one random window (and flip) of the frame VideoTag's resize made.
     frame = fixture("portrait_360x640")[0]["frame0"]
     resized = resize_videotag(frame, 256)
