@@ -278,6 +278,12 @@ class Trainer:
         check_writable(self.save_dir)
         check_sources({"training": train_source, "validation": valid_source, "test": self._test_source()},
                       cfg.TRAIN.get("num_workers", 4))
+        epoch_size = cfg.TRAIN.get("num_samples") or 0
+        if epoch_size and cfg.TRAIN.get("lr_schedule") == "piecewise" and dist.is_main():
+            log.info("learning rate x%g after %s examples (TRAIN.decay_epochs x TRAIN.num_samples %s, as VideoTag "
+                     "counted); the training list has %s videos", cfg.TRAIN.decay_gamma,
+                     ", ".join(f"{int(e * epoch_size):,}" for e in cfg.TRAIN.decay_epochs), f"{epoch_size:,}",
+                     f"{len(train_source):,}")
         return steps
 
     def _test_source(self):

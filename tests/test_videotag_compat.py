@@ -144,6 +144,7 @@ def test_finetune_md_attention_lstm_commands(videotag_tree, capsys):
     log = capsys.readouterr().err
     assert "train.list: 8 of 48 videos have no labels (negatives: all-zero targets)" in log
     assert log.count("ignoring VideoTag keys") == 1 and "TRAIN.num_gpus" in log
+    assert "learning rate x0.1 after 25,000,000 examples" in log  # VideoTag's num_samples counts, not the list
     assert os.path.isfile(root / "data" / "checkpoints" / "AttentionLSTM_epoch2.pdparams")
     # --pretrain=./weights/attention_lstm: no extension, .pdparams appended as fluid.load did
     os.makedirs("weights")
