@@ -1,19 +1,56 @@
 """VideoTag-style yaml configs: sections MODEL, TRAIN, VALID, TEST, INFER, overridden by
 `-o SECTION.key=value` (the value parsed as YAML).
 
-The yaml file is the schema: an override may only name a section and key the file has,
-so a typo fails loudly instead of being ignored.
+The model's reference config (configs/<model>.yaml, passed in as `reference`) is the schema and
+the defaults: a user's file is merged onto it, then the overrides. Every key must be one the
+reference has, or one of VideoTag's (video_tag / PaddleVideo applications/VideoTag), which is
+mapped onto ours (VIDEOTAG_RENAMED, VIDEOTAG_DERIVED), accepted only with VideoTag's value
+(VIDEOTAG_FIXED) or ignored with its reason (VIDEOTAG_IGNORED, logged once). Anything else is a
+typo and fails loudly, as does a value of the wrong type or out of range, before anything runs.
 """
+import copy
 import os
 
 import yaml
 
 from .errors import InputError
 from .fsutil import atomic_open
+from .log import log
 
 SECTIONS = ("MODEL", "TRAIN", "VALID", "TEST", "INFER")
 SAVED_NAME = "config.yaml"  # the resolved config a training run leaves beside its checkpoints
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+# VideoTag's name -> ours, in any section whose reference has ours.
+VIDEOTAG_RENAMED = {"learning_rate_decay": "decay_gamma", "l2_weight_decay": "weight_decay",
+                    "num_reader_threads": "num_workers"}
+# VideoTag keys turned into ours once the config is complete (see derive_videotag_keys).
+VIDEOTAG_DERIVED = {"total_videos"}  # TRAIN.num_samples: an epoch in whole batches, for the decay points
+# Accepted only with the value VideoTag used: the rest of the pipeline is built on it.
+VIDEOTAG_FIXED = {"seglen": 1, "image_mean": IMAGENET_MEAN, "image_std": IMAGENET_STD}
+VIDEOTAG_IGNORED = {
+    "use_gpu": "the launcher decides (CUDA_VISIBLE_DEVICES, paddle.distributed.launch); VideoTag's "
+               "--use_gpu flag won over it too",
+    "num_gpus": "the launcher decides; batch_size is the total over processes, as in VideoTag",
+    "dataset": "a label only, unused by VideoTag too",
+    "bone_nework": "unused by VideoTag too",
+    "pretrain_base": "use --pretrain",
+    "buf_size": "read-ahead is sized by num_workers",
+    "format": "videos are decoded with decord",
+    "topk": "this model reports its own top-k",
+    "num_reader_threads": "this section reads with TRAIN.num_workers threads",
+}
+# Ranges checked on every config, whatever the model: (minimum, whether the minimum is allowed).
+MINIMUM = {"batch_size": (1, True), "epoch": (1, True), "learning_rate": (0, True), "num_classes": (1, True),
+           "seg_num": (1, True), "short_size": (1, True), "target_size": (1, True), "num_workers": (0, True),
+           "weight_decay": (0, True), "decay_gamma": (0, False), "drop_rate": (0, True),
+           "num_samples": (0, True), "decay_examples": (1, True), "momentum": (0, True),
+           "embedding_size": (1, True), "lstm_size": (1, True), "cluster_nums": (1, True),
+           "cluster_size": (1, True), "groups": (1, True), "hidden_size": (1, True), "topk": (1, True)}
+_logged_ignored = set()  # (config path, "SECTION.key") already named in the log: once per process
 
 
 class Section(dict):
@@ -32,8 +69,7 @@ class Config(Section):
         self.path = path
 
 
-def load_config(path, overrides=()):
-    """Read `path`, apply the `SECTION.key=value` strings in `overrides` and return a Config."""
+def read_yaml_sections(path):
     if not os.path.isfile(path):
         raise InputError("config file not found", path)
     try:
@@ -48,26 +84,184 @@ def load_config(path, overrides=()):
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise InputError(f"unknown section(s) {', '.join(unknown)}; valid: {', '.join(SECTIONS)}", path)
-    sections = {name: dict(raw.get(name) or {}) for name in SECTIONS}
+    for name, values in raw.items():
+        if values is not None and not isinstance(values, dict):
+            raise InputError(f"section {name} must hold 'key: value' lines", path)
+    return {name: dict(raw.get(name) or {}) for name in SECTIONS}
+
+
+def load_config(path, overrides=(), reference=None):
+    """Read `path` merged onto `reference` (the model's reference config: a path or sections dict;
+    None: `path` is its own schema), apply the `SECTION.key=value` strings in `overrides`, check
+    every value and return a Config."""
+    user = read_yaml_sections(path)
+    if reference is None:
+        schema = user
+    elif isinstance(reference, dict):
+        schema = {name: dict(reference.get(name) or {}) for name in SECTIONS}
+    else:
+        schema = read_yaml_sections(reference)
+    merge = Merge(schema, default_origin=path if reference is None else reference)
+    for section, values in user.items():
+        for key, value in values.items():
+            merge.assign(section, key, value, path)
     for item in overrides:
-        apply_override(sections, item, path)
-    return Config(sections, path)
+        merge.assign(*parse_override(item), "-o")
+    log_ignored(merge.ignored, path)
+    for section, values in merge.sections.items():
+        for key in values:
+            values[key] = checked_value(section, key, values[key], schema[section][key], merge.origin_of(section, key))
+    derive_videotag_keys(merge.sections, merge.videotag, merge.origin)
+    return Config(merge.sections, path)
 
 
-def apply_override(sections, item, path="-o"):
+def parse_override(item):
     key, sep, value = item.partition("=")
     section, dot, name = key.strip().partition(".")
     if not sep or not dot or not name:
-        raise InputError(f"override '{item}' is not of the form SECTION.key=value", path)
-    if section not in sections:
-        raise InputError(f"override '{item}': unknown section '{section}'; valid: {', '.join(SECTIONS)}", path)
-    if name not in sections[section]:
-        valid = ", ".join(sorted(sections[section])) or "(none)"
-        raise InputError(f"override '{item}': unknown key '{name}' in {section}; valid: {valid}", path)
+        raise InputError(f"override '{item}' is not of the form SECTION.key=value", "-o")
+    if section not in SECTIONS:
+        raise InputError(f"override '{item}': unknown section '{section}'; valid: {', '.join(SECTIONS)}", "-o")
     try:
-        sections[section][name] = yaml.safe_load(value)
+        return section, name, yaml.safe_load(value)
     except yaml.YAMLError:
-        raise InputError(f"override '{item}': value is not valid YAML", path) from None
+        raise InputError(f"override '{item}': value is not valid YAML", "-o") from None
+
+
+class Merge:
+    """User values put onto the schema's defaults, remembering where each came from."""
+
+    def __init__(self, schema, default_origin):
+        self.schema, self.sections = schema, copy.deepcopy(schema)
+        self.default_origin = default_origin
+        self.origin = {}  # "TRAIN.epoch" -> the file or "-o" that set it: errors name it
+        self.videotag = {}  # VideoTag-only TRAIN keys for derive_videotag_keys
+        self.ignored = {}  # "TRAIN.use_gpu" -> why
+
+    def origin_of(self, section, key):
+        return self.origin.get(f"{section}.{key}", self.default_origin)
+
+    def assign(self, section, key, value, where):
+        """Put one user value where it belongs: our key, VideoTag's renamed or derived key, or ignored."""
+        known = self.schema[section]
+        if key in known or key in VIDEOTAG_RENAMED and VIDEOTAG_RENAMED[key] in known:
+            ours = key if key in known else VIDEOTAG_RENAMED[key]
+            self.sections[section][ours] = value
+            self.origin[f"{section}.{ours}"] = where
+        elif key in VIDEOTAG_DERIVED and section == "TRAIN":
+            self.videotag[key] = value
+        elif key in VIDEOTAG_FIXED:
+            if not same_value(value, VIDEOTAG_FIXED[key]):
+                raise InputError(f"{section}.{key} must be {VIDEOTAG_FIXED[key]} (VideoTag's value, which the "
+                                 f"backbone and readers are built on), not {value!r}", where)
+        elif key in VIDEOTAG_IGNORED:
+            self.ignored[f"{section}.{key}"] = VIDEOTAG_IGNORED[key]
+        else:
+            valid = ", ".join(sorted(known)) or "(none)"
+            raise InputError(f"unknown key {section}.{key}; valid keys of {section}: {valid}", where)
+        if key == "learning_rate_decay":
+            self.videotag[key] = value  # VideoTag's TSN: decays at thirds of the epochs
+
+
+def same_value(value, expected):
+    try:
+        return (value == expected if not isinstance(expected, list)
+                else len(value) == len(expected) and all(abs(float(v) - e) < 1e-9 for v, e in zip(value, expected)))
+    except (TypeError, ValueError):
+        return False
+
+
+def log_ignored(ignored, path):
+    fresh = {key: reason for key, reason in ignored.items() if (path, key) not in _logged_ignored}
+    if fresh:
+        _logged_ignored.update((path, key) for key in fresh)
+        log.info("%s: ignoring VideoTag keys: %s", path, "; ".join(f"{k} ({r})" for k, r in fresh.items()))
+
+
+def type_name(value):
+    return {bool: "true or false", int: "an integer", float: "a number", list: "a list", str: "a string"}.get(
+        type(value), type(value).__name__)
+
+
+def checked_value(section, key, value, reference, where):
+    """`value` converted to the type of the reference value (1e-4, a string to PyYAML, becomes a float),
+    or an InputError naming the key; then its range."""
+    name, given = f"{section}.{key}", value
+
+    def fail(message):
+        return InputError(f"{name} {message}, not {given!r}", where)
+
+    if reference is None or value is None and isinstance(reference, str):
+        pass  # no type to check against (eigen_file), or a list left empty (filelist: null)
+    elif isinstance(reference, bool):
+        if not isinstance(value, bool):
+            raise fail("must be true or false")
+    elif isinstance(reference, (int, float)):
+        value = as_number(value, float if isinstance(reference, float) else int)
+        if value is None:
+            raise fail(f"must be {type_name(reference)}")
+    elif isinstance(reference, list):
+        if not isinstance(value, list):
+            raise fail("must be a list, e.g. [5]")
+        kind = list_kind(key, reference)
+        if kind is not None:
+            numbers = [as_number(v, kind) for v in value]
+            if any(v is None for v in numbers):
+                raise fail(f"must be a list of {'integers' if kind is int else 'numbers'}")
+            value = numbers
+    elif isinstance(reference, str) and not isinstance(value, str):
+        raise fail("must be a string")
+    check_range(name, key, value, where)
+    return value
+
+
+def list_kind(key, reference):
+    """int or float for a list of numbers (by its reference value), else None."""
+    if key == "decay_epochs":
+        return float  # 5, or 2.5 (VideoTag's TSN decays at thirds of its epochs)
+    numbers = [v for v in reference if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if not numbers:
+        return None
+    return float if any(isinstance(v, float) for v in numbers) else int
+
+
+def as_number(value, kind):
+    """value as `kind` (int or float), or None when it is not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):  # PyYAML reads 1e-4 (no dot) as a string; VideoTag literal_evals it
+        try:
+            value = float(value) if kind is float else int(value)
+        except ValueError:
+            return None
+    if kind is int:
+        return value if isinstance(value, int) else None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def check_range(name, key, value, where):
+    if key in MINIMUM and isinstance(value, (int, float)) and not isinstance(value, bool):
+        low, inclusive = MINIMUM[key]
+        if value < low or (value == low and not inclusive):
+            raise InputError(f"{name} must be {'at least' if inclusive else 'greater than'} {low}, not {value}",
+                             where)
+    if key == "drop_rate" and isinstance(value, float) and value >= 1:
+        raise InputError(f"{name} must be below 1, not {value}", where)
+    if key == "decay_epochs" and isinstance(value, list) and any(v < 0 for v in value):
+        raise InputError(f"{name} must not hold negative epochs, not {value}", where)
+
+
+def derive_videotag_keys(sections, videotag, origin):
+    """VideoTag's TSN schedule: decays (x learning_rate_decay) at thirds of the epochs (unless
+    decay_epochs is given), an epoch being int(total_videos / batch_size + 1) batches."""
+    train = sections["TRAIN"]
+    if "total_videos" in videotag:
+        total = as_number(videotag["total_videos"], int)
+        if total is None or total < 1:
+            raise InputError(f"TRAIN.total_videos must be a positive integer, not {videotag['total_videos']!r}")
+        train["num_samples"] = int(total / train["batch_size"] + 1) * train["batch_size"]
+    if "learning_rate_decay" in videotag and "decay_epochs" in train and "TRAIN.decay_epochs" not in origin:
+        train["decay_epochs"] = [train["epoch"] / 3, train["epoch"] * 2 / 3]
 
 
 def save_config(cfg, folder):

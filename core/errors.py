@@ -38,6 +38,8 @@ def cannot_write_message(err):
 
 def check_writable(folder):
     """Create `folder` and a file in it now, before any compute is spent; OSError if we cannot."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise InputError("is a file, not a folder: choose another --save_dir", folder)
     os.makedirs(folder, exist_ok=True)
     probe = os.path.join(folder, f".write-test.{os.getpid()}")
     with open(probe, "w") as f:

@@ -12,6 +12,8 @@ A task says what is model-specific, with these members:
   metrics(outputs, targets)      dict of floats over the whole set (numpy in)
 and optionally convert_pretrained(state, model): a --pretrain checkpoint renamed to the model's names, and
 adopt_checkpoint(state, path) -> state: the same before the model is built, setting MODEL switches.
+A source may have check(index): raise InputError when item `index` is unusable; training runs it on
+every item of the TRAIN, VALID and TEST lists before the first step.
 """
 import glob
 import math
@@ -26,8 +28,8 @@ from . import checkpoint, dist
 from .config import save_config
 from .errors import InputError
 from .fsutil import atomic_path
+from .lists import read_ahead
 from .log import log
-
 
 
 def learning_rate(train_cfg, epoch, examples_seen):
@@ -35,7 +37,10 @@ def learning_rate(train_cfg, epoch, examples_seen):
     base, gamma = train_cfg["learning_rate"], train_cfg.get("decay_gamma", 0.1)
     schedule = train_cfg.get("lr_schedule", "constant")
     if schedule == "piecewise":
-        return base * gamma ** sum(epoch >= e for e in train_cfg["decay_epochs"])
+        # VideoTag counts an epoch as num_samples examples (its boundaries are in steps of the total batch)
+        epoch_size = train_cfg.get("num_samples") or 0
+        progress = examples_seen / epoch_size if epoch_size else epoch
+        return base * gamma ** sum(progress >= e for e in train_cfg["decay_epochs"])
     if schedule == "exponential":
         return base * gamma ** (examples_seen // train_cfg["decay_examples"])
     if schedule == "constant":
@@ -43,9 +48,51 @@ def learning_rate(train_cfg, epoch, examples_seen):
     raise InputError(f"TRAIN.lr_schedule '{schedule}' is not one of piecewise, exponential, constant")
 
 
-def build_optimizer(train_cfg, parameters):
-    name = train_cfg["optimizer"]
+# TRAIN.weight_decay_on: which parameters L2 (weight_decay) applies to, as VideoTag regularised each model.
+L2_SCOPES = {
+    "all": "every trainable parameter (VideoTag's TSN)",
+    "all_but_fc_biases": "all but the biases of fully connected layers (VideoTag's AttentionLSTM: L2Decay(0) "
+                         "on every fc bias, while the LSTM's biases are decayed)",
+    "classifier": "the classifier's weight and bias only (VideoTag's NeXtVLAD)",
+}
+CLASSIFIER_NAMES = ("classifier", "fc")  # the heads' and TSN's last layer
+
+
+def decayed_parameters(model, scope):
+    trainable = [p for p in model.parameters() if not p.stop_gradient]
+    if scope == "all":
+        return trainable
+    if scope == "all_but_fc_biases":
+        fc_biases = {id(layer.bias) for layer in model.sublayers()
+                     if isinstance(layer, paddle.nn.Linear) and layer.bias is not None}
+        return [p for p in trainable if id(p) not in fc_biases]
+    if scope == "classifier":
+        return [p for name, p in model.named_parameters() if name.split(".")[0] in CLASSIFIER_NAMES
+                and not p.stop_gradient]
+    raise InputError(f"TRAIN.weight_decay_on '{scope}' is not one of {', '.join(L2_SCOPES)}")
+
+
+def parameter_groups(train_cfg, model):
+    """The model's parameters, as groups with their own L2 when only some are decayed (param groups
+    set each parameter's regularizer, on Paddle 2.6 and 3.x alike)."""
     decay = train_cfg.get("weight_decay") or 0.0
+    if not isinstance(model, paddle.nn.Layer):  # a plain parameter list: L2 on all of it
+        return list(model), decay
+    if not decay:
+        return model.parameters(), 0.0
+    decayed = decayed_parameters(model, train_cfg.get("weight_decay_on", "all"))
+    chosen = {id(p) for p in decayed}
+    rest = [p for p in model.parameters() if id(p) not in chosen]
+    groups = [{"params": decayed, "weight_decay": paddle.regularizer.L2Decay(decay)}]
+    if rest:
+        groups.append({"params": rest, "weight_decay": None})
+    return groups, None
+
+
+def build_optimizer(train_cfg, model):
+    """The optimizer of TRAIN.optimizer for `model` (a Layer; or a parameter list, all decayed)."""
+    name = train_cfg["optimizer"]
+    parameters, decay = parameter_groups(train_cfg, model)
     common = dict(learning_rate=train_cfg["learning_rate"], parameters=parameters,
                   weight_decay=paddle.regularizer.L2Decay(decay) if decay else None)
     if name == "RMSProp":  # centered, with fluid's defaults, as VideoTag trained
@@ -88,6 +135,32 @@ def portable_optimizer_state(state, model, to_portable=True):
 def save(obj, path):
     with atomic_path(path) as tmp:
         paddle.save(obj, tmp)
+
+
+def batch_loss_scale(train_cfg):
+    """TRAIN.batch_loss: `sum` steps on the gradient of the loss summed over the global batch, as
+    VideoTag's AttentionLSTM trained (its learning rate and L2 assume it); `mean`, of its mean.
+    Tasks return the mean over their share, and several processes average their gradients."""
+    reduction = train_cfg.get("batch_loss", "mean")
+    if reduction not in ("sum", "mean"):
+        raise InputError(f"TRAIN.batch_loss '{reduction}' is not one of sum, mean")
+    return train_cfg.batch_size if reduction == "sum" else 1
+
+
+CHECK_CHUNK = 64  # items checked per thread task
+
+
+def check_sources(sources, num_workers):
+    """Run every source's check(index) on all its items, in threads, before any compute is spent:
+    the first problem (in list order) raises its InputError naming the list file and line."""
+    for split, source in sources.items():
+        if source is None or not hasattr(source, "check"):
+            continue
+        chunks = [range(start, min(start + CHECK_CHUNK, len(source))) for start in range(0, len(source), CHECK_CHUNK)]
+        with tqdm(total=len(source), desc=f"checking the {split} list", disable=not dist.is_main(),
+                  leave=False) as progress:
+            for chunk, _ in read_ahead(chunks, source.check, num_workers):
+                progress.update(len(chunk))
 
 
 class Trainer:
@@ -136,6 +209,8 @@ class Trainer:
         train_cfg = cfg.TRAIN
         train_source = task.source("train")
         valid_source = task.source("valid")
+        steps = self._check_before_training(train_source, valid_source)
+        gradient_scale = batch_loss_scale(train_cfg)
         seed = train_cfg.get("seed", 0)
         pretrained = None
         if pretrain and not resume:  # read before building: the weights may set MODEL switches
@@ -144,7 +219,7 @@ class Trainer:
                 pretrained = task.adopt_checkpoint(pretrained, pretrain)
         paddle.seed(seed)  # the same initial weights in every process and every run
         model = task.build_model()
-        optimizer = build_optimizer(train_cfg, model.parameters())
+        optimizer = build_optimizer(train_cfg, model)
         state = {"epoch": 0, "examples_seen": 0, "best": -math.inf}
         if resume:
             state = self._resume(model, optimizer, state)
@@ -153,7 +228,6 @@ class Trainer:
                                      state=pretrained, partial=pretrain_partial)
         runner = paddle.DataParallel(model) if self.world > 1 else model
         scaler = paddle.amp.GradScaler() if self.amp else None
-        steps = train_source.num_batches(drop_last=True)
         if dist.is_main():
             save_config(cfg, self.save_dir)  # eval, predict, tag and export read it beside the checkpoints
             log.info("training %s on %d videos (%d batches of %d per epoch, %d process(es), %s) into %s",
@@ -171,11 +245,12 @@ class Trainer:
                 optimizer.set_lr(learning_rate(train_cfg, epoch, state["examples_seen"]))
                 with paddle.amp.auto_cast(enable=self.amp):
                     loss = task.loss(task.forward(runner, batch), batch)
+                objective = loss * gradient_scale if gradient_scale != 1 else loss
                 if scaler:
-                    scaler.scale(loss).backward()
-                    scaler.minimize(optimizer, loss)
+                    scaler.scale(objective).backward()
+                    scaler.minimize(optimizer, objective)
                 else:
-                    loss.backward()
+                    objective.backward()
                     optimizer.step()
                 optimizer.clear_grad()
                 state["examples_seen"] += train_cfg.batch_size
@@ -186,6 +261,32 @@ class Trainer:
             self._end_epoch(model, optimizer, state, float(np.mean(losses)), metrics)
         dist.barrier()
         return model
+
+    def _check_before_training(self, train_source, valid_source):
+        """Fail on bad input before any compute is spent; returns the steps per epoch."""
+        cfg = self.task.cfg
+        steps = train_source.num_batches(drop_last=True)
+        if steps < 1:
+            raise InputError(f"TRAIN.batch_size {cfg.TRAIN.batch_size} is more than the {len(train_source)} videos "
+                             "of the training list: not one full batch", cfg.path)
+        batch_loss_scale(cfg.TRAIN)
+        check_sources({"training": train_source, "validation": valid_source, "test": self._test_source()},
+                      cfg.TRAIN.get("num_workers", 4))
+        epoch_size = cfg.TRAIN.get("num_samples") or 0
+        if epoch_size and cfg.TRAIN.get("lr_schedule") == "piecewise" and dist.is_main():
+            log.info("learning rate x%g after %s examples (TRAIN.decay_epochs x TRAIN.num_samples %s, as VideoTag "
+                     "counted); the training list has %s videos", cfg.TRAIN.decay_gamma,
+                     ", ".join(f"{int(e * epoch_size):,}" for e in cfg.TRAIN.decay_epochs), f"{epoch_size:,}",
+                     f"{len(train_source):,}")
+        return steps
+
+    def _test_source(self):
+        """The TEST list, to check before training; not yet written is fine (eval.py will need it)."""
+        filelist = self.task.cfg.TEST.get("filelist")
+        if isinstance(filelist, str) and not any(c in filelist for c in "*?[") and not os.path.exists(filelist):
+            log.info("TEST list %s does not exist yet: not checked (eval.py reads it)", filelist)
+            return None
+        return self.task.source("test")
 
     def _end_epoch(self, model, optimizer, state, train_loss, metrics):
         task = self.task

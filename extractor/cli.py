@@ -15,6 +15,7 @@ from core.log import log, setup as setup_logging
 
 from .pipeline import InferSettings, backbone_from_config, iter_video_features
 from .predictor import weights_digest
+from .sampling import check_resize_mode
 from .stores import (make_store, read_settings, remove_stale_temporaries, settings_changed, write_settings,
                      write_text)
 from .videos import find_videos, read_filelist, unique_videos
@@ -60,6 +61,7 @@ def add_backbone_arguments(parser, runs=True):
 
 
 def check_settings(settings, config_path):
+    check_resize_mode(settings.resize, config_path)
     for name, value in vars(settings).items():
         if type(value) is int and value < (0 if name == "num_workers" else 1):  # not flags or modes
             raise InputError(f"INFER.{name} must be positive, not {value}", config_path)
@@ -108,7 +110,7 @@ def reconcile_store(store, wanted, keep_existing, count):
 def extract(args, backbone=None):
     """Run the extraction; returns the exit status (1 when any video failed).
     `backbone` lets tests pass an already built one."""
-    cfg = load_config(args.config, args.override)
+    cfg = load_config(args.config, args.override, reference=DEFAULT_CONFIG)
     settings = InferSettings.from_config(cfg)
     check_settings(settings, cfg.path)
     if args.filelist:

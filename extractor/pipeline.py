@@ -39,6 +39,7 @@ class InferSettings:
     batch_size: int = 32
     num_workers: int = 2
     accept_partial: bool = False  # use what a cut file holds instead of failing it
+    resize: str = "videotag"  # see sampling.RESIZE_MODES
 
     @classmethod
     def from_config(cls, cfg):
@@ -73,7 +74,7 @@ class _Pending:
 def _decode(video, settings):
     try:
         crops, info = read_sampled_crops(video.path, settings.seg_num, settings.short_size,
-                                         settings.target_size, settings.accept_partial)
+                                         settings.target_size, settings.resize, settings.accept_partial)
         return _Pending(video, crops, info)
     except VideoError as err:
         return _Pending(video, error=err.reason, detail=err.detail)

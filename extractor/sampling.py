@@ -1,6 +1,16 @@
 """Which frames to take from a video, and how to turn them into network input (VideoTag's rule)."""
 import cv2
 import numpy as np
+from PIL import Image
+
+from core.errors import InputError
+
+# INFER/TRAIN/VALID/TEST.resize: how a frame reaches short_size before the crop.
+#   videotag     VideoTag's reader, exactly: a fixed 4:3 size (341x256 or 256x341) with PIL's
+#                bilinear filter; a frame whose short side is already short_size is left as it is.
+#                VideoTag's heads were trained on these features.
+#   keep_aspect  the short side scaled to short_size, aspect ratio kept (cv2 bilinear).
+RESIZE_MODES = ("videotag", "keep_aspect")
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype="float32")
 STD = np.array([0.229, 0.224, 0.225], dtype="float32")
@@ -19,6 +29,32 @@ def segment_middles(num_frames, seg_num):
     return [(step - 1) // 2 + i * step for i in range(seg_num)]
 
 
+def check_resize_mode(mode, where=None):
+    if mode not in RESIZE_MODES:
+        raise InputError(f"resize '{mode}' is not one of {', '.join(RESIZE_MODES)}", where)
+
+
+def videotag_size(width, height, short_size):
+    """VideoTag's (width, height) for a frame, or None when its short side is already short_size."""
+    if min(width, height) == short_size:
+        return None
+    long_side = int(short_size * 4.0 / 3.0)
+    return (short_size, long_side) if width < height else (long_side, short_size)  # squares: landscape
+
+
+def resize_videotag(frame, short_size):
+    size = videotag_size(frame.shape[1], frame.shape[0], short_size)
+    if size is None:
+        return frame
+    # PIL's BILINEAR widens its kernel when shrinking (antialiasing); cv2's INTER_LINEAR does not,
+    # which puts it up to 84 gray levels away from what VideoTag's heads saw.
+    return np.asarray(Image.fromarray(frame).resize(size, Image.BILINEAR))
+
+
+def resize(frame, short_size, mode="videotag"):
+    return resize_videotag(frame, short_size) if mode == "videotag" else resize_short_side(frame, short_size)
+
+
 def resize_short_side(frame, short_size):
     """Scale so the short side is `short_size`, keeping the aspect ratio."""
     height, width = frame.shape[:2]
@@ -31,15 +67,16 @@ def resize_short_side(frame, short_size):
 
 def center_crop(frame, size):
     height, width = frame.shape[:2]
+    # Python 3 round() as VideoTag: halves to even, (341 - 224) / 2 = 58.5 -> 58.
     top, left = int(round((height - size) / 2)), int(round((width - size) / 2))
     return frame[top:top + size, left:left + size]
 
 
-def crop_frames(frames, short_size, target_size):
-    """uint8 RGB [T, H, W, 3] -> uint8 RGB [T, target, target, 3]: short side resize, centre crop."""
+def crop_frames(frames, short_size, target_size, mode="videotag"):
+    """uint8 RGB [T, H, W, 3] -> uint8 RGB [T, target, target, 3]: resize (see RESIZE_MODES), centre crop."""
     out = np.empty((len(frames), target_size, target_size, 3), dtype="uint8")
     for i, frame in enumerate(frames):
-        out[i] = center_crop(resize_short_side(frame, short_size), target_size)
+        out[i] = center_crop(resize(frame, short_size, mode), target_size)
     return out
 
 
@@ -56,6 +93,6 @@ def normalize(crops):
     return images
 
 
-def preprocess(frames, short_size, target_size):
+def preprocess(frames, short_size, target_size, mode="videotag"):
     """Decoded RGB frames -> network input, in one call (for tests and one-off use)."""
-    return normalize(crop_frames(frames, short_size, target_size))
+    return normalize(crop_frames(frames, short_size, target_size, mode))

@@ -1,6 +1,7 @@
 """Labelled video lists for TSN fine-tuning: `path.mp4 label` per line, decoded into batches of frames.
 
-Training takes a random frame from each of `seg_num` equal segments, resizes the short side,
+Training takes a random frame from each of `seg_num` equal segments, resizes (VideoTag's 4:3 size or
+the short side, see sampling.RESIZE_MODES),
 then one random crop and (half the time) a horizontal flip shared by the video's frames;
 validation and test take the segment middles (the extractor's rule) and a centre crop.
 Every random choice comes from (seed, epoch, video index): a resumed run and N processes see
@@ -16,7 +17,7 @@ import numpy as np
 from core.errors import InputError
 from core.lists import batch_count, list_entries, list_shares, read_ahead, resolve
 
-from .sampling import crop_frames, normalize, resize_short_side, segment_middles
+from .sampling import check_resize_mode, crop_frames, normalize, resize, segment_middles
 from .video import first_line
 
 
@@ -67,9 +68,10 @@ def random_segment_frames(num_frames, seg_num, rng):
     return [i * step + int(rng.integers(step)) for i in range(seg_num)]
 
 
-def random_crop_flip(frames, short_size, target_size, rng):
-    """One random target_size crop position and flip for all of a video's frames (TSN's group crop)."""
-    resized = [resize_short_side(frame, short_size) for frame in frames]
+def random_crop_flip(frames, short_size, target_size, rng, mode="videotag"):
+    """One random target_size crop position and flip for all of a video's frames (TSN's group crop),
+    after the resize of `mode` (see sampling.RESIZE_MODES), as VideoTag's training reader."""
+    resized = [resize(frame, short_size, mode) for frame in frames]
     height, width = resized[0].shape[:2]
     top, left = int(rng.integers(height - target_size + 1)), int(rng.integers(width - target_size + 1))
     crops = np.stack([frame[top:top + target_size, left:left + target_size] for frame in resized])
@@ -86,6 +88,8 @@ class VideoListSource:
         self.target_size, self.batch_size = section["target_size"], section["batch_size"]
         self.training = training
         self.num_workers = max(1, num_workers)
+        self.resize = section.get("resize", "videotag")
+        check_resize_mode(self.resize, list_path)
         if self.target_size > self.short_size:
             raise InputError(f"target_size {self.target_size} is larger than short_size {self.short_size}")
 
@@ -94,6 +98,15 @@ class VideoListSource:
 
     def num_batches(self, drop_last):
         return batch_count(len(self.videos), self.batch_size, drop_last)
+
+    def check(self, index):
+        """Raise InputError (naming the list and line) when the video cannot be opened or has no frames."""
+        video = self.videos[index]
+        try:
+            if len(decord.VideoReader(video.path, ctx=decord.cpu(0), num_threads=1)) == 0:
+                raise ValueError("video has no frames")
+        except Exception as err:  # decord raises its own errors on unreadable files
+            raise InputError(f"cannot decode {video.path}: {first_line(err)}", self.list_path, video.line) from None
 
     def load(self, index, epoch=0, seed=0):
         """uint8 RGB crops [seg_num, S, S, 3] of video `index` (kept uint8 while waiting in the queue)."""
@@ -112,8 +125,8 @@ class VideoListSource:
             raise InputError(f"cannot decode {video.path}: {first_line(err)}", self.list_path, video.line) from None
         frames = np.stack([frames[i] for i in indices])
         if self.training:
-            return random_crop_flip(frames, self.short_size, self.target_size, rng)
-        return crop_frames(frames, self.short_size, self.target_size)
+            return random_crop_flip(frames, self.short_size, self.target_size, rng, self.resize)
+        return crop_frames(frames, self.short_size, self.target_size, self.resize)
 
     def batches(self, rank=0, world=1, shuffle=False, drop_last=False, epoch=0, seed=0):
         """Yield this process's Batch of each global batch; videos are decoded ahead in threads."""

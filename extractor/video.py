@@ -218,12 +218,12 @@ def decode_error(path, err, wanted, frame_count):
     return VideoError(f"cannot decode {span}", words)
 
 
-def read_sampled_crops(path, seg_num, short_size, target_size, accept_partial=False):
+def read_sampled_crops(path, seg_num, short_size, target_size, resize="videotag", accept_partial=False):
     """Return (uint8 RGB crops [seg_num, target, target, 3], info) for the segment-middle frames.
 
     info: source path, fps, frame_count, the sampled frame indices, their start times in seconds
     (`times`, from the container: right for variable frame rates) and `duration` in seconds.
-    `accept_partial`: use what a cut file holds instead of failing it."""
+    resize: see sampling.RESIZE_MODES. `accept_partial`: use what a cut file holds instead of failing it."""
     reader = open_reader(path)
     frame_count = len(reader)
     if frame_count == 0:
@@ -242,7 +242,7 @@ def read_sampled_crops(path, seg_num, short_size, target_size, accept_partial=Fa
             frames = reader.get_batch(wanted).asnumpy()
         except Exception as err:
             raise decode_error(path, err, wanted, frame_count) from None
-        crop_of.update(zip(wanted, crop_frames(frames, short_size, target_size)))
+        crop_of.update(zip(wanted, crop_frames(frames, short_size, target_size, resize)))
         del frames
     crops = np.stack([crop_of[i] for i in indices])
     times = reader.get_frame_timestamp(indices)[:, 0].astype("float64")

@@ -5,7 +5,7 @@ A config section's `filelist` is read by its form (sequence.task.SequenceTask.so
   ending in `.tfrecord` or `.pkl`, or a text file whose first entry ends in one of those (a list
   of shards, one path or glob per line); a VideoTag feature list otherwise.
 
-A feature list has one video per line: `path l1 l2 ...` (labels optional for INFER), split on
+A feature list has one video per line: `path l1 l2 ...` (no labels: a negative), split on
 whitespace, or on tabs when the line has one (for paths with spaces). Relative paths resolve
 against the list file's folder. The path names one of:
   x.npy            [T, D] for the single feature of the config (`feature_names: [rgb]`);
@@ -21,6 +21,7 @@ import numpy as np
 
 from core.errors import InputError
 from core.lists import batch_count, list_entries, list_shares, read_ahead, resolve
+from core.log import log
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
 
@@ -45,7 +46,10 @@ class Batch:
 
 
 def read_feature_list(list_path, num_classes, need_labels=True):
-    """Parse a feature list, checking every line; errors name the list file and line."""
+    """Parse a feature list, checking every line; errors name the list file and line.
+
+    A line without labels in a list that needs them (TRAIN, VALID, TEST) is a negative, an
+    all-zero target, as VideoTag's reader makes it; their number is logged."""
     videos = []
     for line_no, fields, folder in list_entries(list_path):
         name, label_fields = fields[0], fields[1:]
@@ -59,8 +63,6 @@ def read_feature_list(list_path, num_classes, need_labels=True):
         if bad:
             raise InputError(f"label {bad[0]} is out of range: MODEL.num_classes is {num_classes}",
                              list_path, line_no)
-        if need_labels and not labels:
-            raise InputError(f"'{name}' has no labels; training and evaluation need them", list_path, line_no)
         file_part, _, key = name.partition("#")
         path = resolve(file_part, folder)
         if not os.path.isfile(path):
@@ -69,6 +71,10 @@ def read_feature_list(list_path, num_classes, need_labels=True):
         videos.append(Video(name, path, key, sorted(set(labels)), list_path, line_no))
     if not videos:
         raise InputError("the list is empty: no videos to read", list_path)
+    unlabelled = sum(not video.labels for video in videos)
+    if need_labels and unlabelled:
+        log.info("%s: %s of %s videos have no labels (negatives: all-zero targets)", list_path,
+                 f"{unlabelled:,}", f"{len(videos):,}")
     return videos
 
 
@@ -193,6 +199,10 @@ class FeatureListSource(HeadSource):
 
     def __len__(self):
         return len(self.videos)
+
+    def check(self, index):
+        """Raise InputError (naming the list and line) when the video's features are unusable."""
+        load_features(self.videos[index], self.feature_names, self.feature_dims)
 
     def load(self, index):
         video = self.videos[index]

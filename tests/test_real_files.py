@@ -144,7 +144,7 @@ def test_rerun_with_other_settings_extracts_again(backbone, tmp_path, caplog):
     assert cli.extract(extract_args(save_dir, videos, "--extractor_weights", str(weights_a)), backbone) == 0
     recorded = json.loads((save_dir / "extraction.json").read_text())
     assert recorded == {"weights": weights_digest(str(weights_a)), "depth": 50, "seg_num": 4, "short_size": 32,
-                        "target_size": 32, "engine": "dygraph", "precision": "float32"}
+                        "target_size": 32, "resize": "videotag", "engine": "dygraph", "precision": "float32"}
 
     def never(images):
         pytest.fail("a finished video was redone")

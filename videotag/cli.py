@@ -22,14 +22,25 @@ def parser(description, prog, weights_help=None):
     return p
 
 
+def fluid_weights_path(path):
+    """`weights/attention_lstm` for weights/attention_lstm.pdparams, as fluid.load took it (FineTune.md)."""
+    if path and not os.path.exists(path) and os.path.isfile(path + ".pdparams"):
+        return path + ".pdparams"
+    return path
+
+
 def setup(args):
     """Logging (only the first process talks), the config, the save folder, the task."""
     setup_logging()
+    for flag in ("weights", "pretrain"):
+        if getattr(args, flag, None):
+            setattr(args, flag, fluid_weights_path(getattr(args, flag)))
     if not args.config:
         args.config = saved_config_beside(getattr(args, "weights", None), args.model_name)
         if args.config:
             log.info("config of the training run: %s", args.config)
-    cfg = load_config(args.config or default_config_path(args.model_name), args.override)
+    reference = default_config_path(args.model_name)  # the schema and defaults of a user's file
+    cfg = load_config(args.config or reference, args.override, reference)
     args.save_dir = args.save_dir or os.path.join("output", args.model_name)
     return cfg, make_task(args.model_name, cfg)
 

@@ -20,6 +20,7 @@ from core.config import load_config
 from core.errors import InputError, exit_on_input_error
 from core.log import log, setup as setup_logging
 from core.safeload import save_safetensors
+from extractor.cli import DEFAULT_CONFIG
 from extractor.predictor import build_model as build_backbone
 
 from . import cli
@@ -60,7 +61,7 @@ def convert_head(args):
 
 def convert_backbone(args):
     setup_logging()
-    depth = int(load_config(args.extractor_config).MODEL.num_layers)
+    depth = int(load_config(args.extractor_config, reference=DEFAULT_CONFIG).MODEL.num_layers)
     save_safetensors(build_backbone(depth, args.extractor_weights).state_dict(), args.save)
     log.info("%s: the ResNet-%d backbone in this project's names", args.save, depth)
 

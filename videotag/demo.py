@@ -42,7 +42,7 @@ def extract_library(library, save_dir, weights):
             argv += ["-o", item]
         args = extractor_cli.parse_args(argv)
         if backbone is None:
-            backbone = backbone_from_config(load_config(args.config, args.override), weights, args.extractor_backend,
+            backbone = backbone_from_config(load_config(args.config, args.override, extractor_cli.DEFAULT_CONFIG), weights, args.extractor_backend,
                                             args.cache_dir)
         if extractor_cli.extract(args, backbone=backbone) != 0:
             raise InputError(f"some videos failed, see {args.save_dir}/failures.txt", library["lists"][split])

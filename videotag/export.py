@@ -19,6 +19,7 @@ from core.config import load_config
 from core.errors import exit_on_input_error
 from core.fsutil import atomic_open
 from core.log import log
+from extractor.cli import DEFAULT_CONFIG
 from extractor.predictor import INPUT_NAME, build_model
 
 from . import cli
@@ -70,7 +71,7 @@ def main(argv=None):
     args.save_dir = args.save_dir or os.path.join("output", args.model_name, "inference")
     cfg, task = cli.setup(args)
     check_head_takes_extractor_features(cfg.MODEL, cfg.path)
-    export(args, cfg, task, load_config(args.extractor_config, args.extractor_override))
+    export(args, cfg, task, load_config(args.extractor_config, args.extractor_override, DEFAULT_CONFIG))
 
 
 if __name__ == "__main__":

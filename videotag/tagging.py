@@ -24,7 +24,8 @@ from core.errors import InputError, check_writable
 from core.fsutil import atomic_open
 from core.lists import list_entries, write_list
 from core.log import log
-from extractor.cli import add_backbone_arguments, check_settings, failure_line, feature_settings, reconcile_store
+from extractor.cli import (DEFAULT_CONFIG, add_backbone_arguments, check_settings, failure_line, feature_settings,
+                           reconcile_store)
 from extractor.pipeline import InferSettings, backbone_from_config, iter_video_features
 from extractor.predictor import InferenceBackbone, weights_digest
 from extractor.stores import NpyStore, write_text
@@ -143,7 +144,7 @@ def tag_videos(args):
         raise InputError("--timeline needs a positive number of seconds and --timeline_frames at least 1")
     cfg, task = cli.setup(args)
     check_head_takes_extractor_features(cfg.MODEL, cfg.path)
-    extractor_cfg = load_config(args.extractor_config, args.extractor_override)
+    extractor_cfg = load_config(args.extractor_config, args.extractor_override, DEFAULT_CONFIG)
     settings = InferSettings.from_config(extractor_cfg)
     check_settings(settings, extractor_cfg.path)
     if manifest and settings.target_size != manifest["extractor"]["INFER"]["target_size"]:
