@@ -218,6 +218,27 @@ def decode_error(path, err, wanted, frame_count):
     return VideoError(f"cannot decode {span}", words)
 
 
+class _Undecodable(Exception):
+    def __init__(self, err, wanted):
+        super().__init__(str(err))
+        self.err, self.wanted, self.first = err, wanted, wanted[0]
+
+
+def decode_crops(reader, distinct, short_size, target_size, resize):
+    """{frame index: crop} of the sorted `distinct` indices, decoded a chunk at a time (seeks only
+    forward); _Undecodable names the chunk that failed."""
+    crop_of = {}
+    for start in range(0, len(distinct), DECODE_CHUNK):
+        wanted = distinct[start:start + DECODE_CHUNK]
+        try:
+            frames = reader.get_batch(wanted).asnumpy()
+        except Exception as err:  # decord's errors on damaged or missing data
+            raise _Undecodable(err, wanted) from None
+        crop_of.update(zip(wanted, crop_frames(frames, short_size, target_size, resize)))
+        del frames
+    return crop_of
+
+
 def read_sampled_crops(path, seg_num, short_size, target_size, resize="videotag", accept_partial=False):
     """Return (uint8 RGB crops [seg_num, target, target, 3], info) for the segment-middle frames.
 
@@ -232,18 +253,17 @@ def read_sampled_crops(path, seg_num, short_size, target_size, resize="videotag"
         frame_count = decodable_frames(reader, frame_count)
     else:
         check_complete(path, reader, frame_count)
-    indices = segment_middles(frame_count, seg_num)
-    # Short videos repeat frames: decode each distinct one once, in order (seeks only forward).
-    distinct = sorted(set(indices))
-    crop_of = {}
-    for start in range(0, len(distinct), DECODE_CHUNK):
-        wanted = distinct[start:start + DECODE_CHUNK]
+    while True:
+        indices = segment_middles(frame_count, seg_num)
         try:
-            frames = reader.get_batch(wanted).asnumpy()
-        except Exception as err:
-            raise decode_error(path, err, wanted, frame_count) from None
-        crop_of.update(zip(wanted, crop_frames(frames, short_size, target_size, resize)))
-        del frames
+            crop_of = decode_crops(reader, sorted(set(indices)), short_size, target_size, resize)
+            break
+        except _Undecodable as failed:
+            # A cut file may decode a frame on its own (a seek) but not in a run of frames: with
+            # accept_partial, take only the frames before the run that failed.
+            if not accept_partial or failed.first == 0:
+                raise decode_error(path, failed.err, failed.wanted, frame_count) from None
+            frame_count = failed.first
     crops = np.stack([crop_of[i] for i in indices])
     times = reader.get_frame_timestamp(indices)[:, 0].astype("float64")
     info = {"source": path, "fps": float(reader.get_avg_fps()), "frame_count": frame_count,
