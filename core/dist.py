@@ -1,8 +1,15 @@
-"""One process or many under `paddle.distributed.launch`: who am I, and who writes."""
+"""One process or many under `paddle.distributed.launch`, on one node or several: who am I, and
+who writes. Under `--nnodes N` the launcher sets PADDLE_TRAINER_ID and PADDLE_TRAINERS_NUM to the
+global rank and world (node offset + local rank), so shares are disjoint across the nodes."""
 import os
+import secrets
+import socket
+import time
 
 import paddle
 import paddle.distributed
+
+from .errors import InputError
 
 
 def rank():
@@ -59,3 +66,52 @@ def all_gather_object(obj):
 def barrier():
     if world_size() > 1:
         paddle.distributed.barrier()
+
+
+def check_shared_dir(path, wait_s=3.0):
+    """Stop every process with one line unless all of them see the same `path`: with several nodes
+    rank 0 writes checkpoints and merged outputs there and every rank writes its share, so the folder
+    must be one shared folder (NFS or alike) mounted at the same path on every node."""
+    if world_size() == 1:
+        return
+    token = secrets.token_hex(8) if is_main() else None
+    if is_main():
+        os.makedirs(path, exist_ok=True)
+        write_token(path, token)
+    token = all_gather_object(token)[0]  # also a barrier: rank 0's file is written
+    seen = read_token(path, token, wait_s)
+    views = all_gather_object((socket.gethostname(), seen))
+    if is_main():
+        os.remove(token_path(path, token))
+    blind = [f"rank {r} on {host}" for r, (host, ok) in enumerate(views) if not ok]
+    if blind:
+        raise InputError(f"save_dir is not shared between the nodes: {', '.join(blind)} cannot see the file rank 0 "
+                         f"on {views[0][0]} wrote into {os.path.abspath(path)}; give every node the same shared "
+                         "folder (NFS or alike, mounted at the same path)")
+
+
+def token_path(path, token):
+    # A new name per run: an NFS client may cache that an old name does not exist.
+    return os.path.join(path, f".shared-check-{token}")
+
+
+def write_token(path, token):
+    with open(token_path(path, token), "w") as f:
+        f.write(token)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_token(path, token, wait_s):
+    """Whether this process sees rank 0's token; waits up to `wait_s` for a slow shared filesystem."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with open(token_path(path, token)) as f:
+                if f.read() == token:
+                    return True
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)

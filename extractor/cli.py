@@ -84,6 +84,7 @@ def extract(args, backbone=None):
         os.makedirs(args.save_dir, exist_ok=True)
         remove_stale_temporaries(args.save_dir)
     dist.barrier()  # nobody writes before the leftovers of a killed run are gone
+    dist.check_shared_dir(args.save_dir)  # several nodes: every rank's features go to one folder
 
     mine = dist.shard(videos)
     done = store.completed([v.video_id for v in mine], settings.seg_num)

@@ -157,6 +157,7 @@ def tag_videos(args):
     if dist.is_main():
         os.makedirs(args.save_dir, exist_ok=True)
     dist.barrier()
+    dist.check_shared_dir(args.save_dir)  # several nodes: every rank's journal goes to one folder
     outputs = Outputs(args.save_dir, with_timeline=args.timeline is not None)
     done = tagged_videos(args.save_dir)
     mine = dist.shard(videos)
