@@ -1,15 +1,20 @@
 """One process or many under `paddle.distributed.launch`, on one node or several: who am I, and
 who writes. Under `--nnodes N` the launcher sets PADDLE_TRAINER_ID and PADDLE_TRAINERS_NUM to the
 global rank and world (node offset + local rank), so shares are disjoint across the nodes."""
+import fcntl
+import logging
 import os
 import secrets
 import socket
+import struct
 import time
 
 import paddle
 import paddle.distributed
 
 from .errors import InputError
+
+log = logging.getLogger("videotag")  # core.log's logger (core.log imports this module, not the reverse)
 
 
 def rank():
@@ -43,8 +48,47 @@ def init_parallel():
     """Join the process group once when launched with several processes (gloo on CPU, NCCL on GPU)."""
     global _initialised
     if world_size() > 1 and not _initialised:
+        choose_gloo_interface()
         paddle.distributed.init_parallel_env()
         _initialised = True
+
+
+def choose_gloo_interface():
+    """On CPU, gloo offers the other nodes the address this host's name resolves to. Many machines
+    map their name to 127.0.1.1 in /etc/hosts, and the other nodes would dial their own loopback and
+    hang or fail. When the launcher knows this node by another address (found, or given by --host),
+    talk over the interface that holds it, as GLOO_SOCKET_IFNAME would say."""
+    if os.environ.get("GLOO_SOCKET_IFNAME") or paddle.device.is_compiled_with_cuda():
+        return
+    address = os.environ.get("PADDLE_CURRENT_ENDPOINT", "").rsplit(":", 1)[0]
+    if not address or address.startswith("127.") or address == resolve(socket.gethostname()):
+        return
+    interface = interface_with(address)
+    if interface is None:
+        raise InputError(f"this node's address {address} is on none of its network interfaces: set "
+                         "GLOO_SOCKET_IFNAME to the interface the nodes reach each other on")
+    os.environ["GLOO_SOCKET_IFNAME"] = interface
+    log.info("talking to the other nodes over %s (%s): the host name does not resolve to it", interface, address)
+
+
+def resolve(name):
+    try:
+        return socket.gethostbyname(name)
+    except OSError:
+        return None
+
+
+def interface_with(address):
+    """The name of the network interface holding IPv4 `address`, or None."""
+    for _, name in socket.if_nameindex():
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                found = fcntl.ioctl(probe.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))  # SIOCGIFADDR
+            except OSError:  # no IPv4 address, or down
+                continue
+        if socket.inet_ntoa(found[20:24]) == address:
+            return name
+    return None
 
 
 def shard(items, rank_=None, world=None):

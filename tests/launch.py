@@ -33,14 +33,15 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_nodes(args, log_dir, nnodes=2, master_host="127.0.0.1", prefix=()):
+def start_nodes(args, log_dir, nnodes=2, prefix=(), hosts=()):
     """Start one launcher per node (`--nnodes N --master HOST:PORT --rank R`, one process each), as a
-    user types it on every machine; `prefix` wraps each node's command (e.g. `ip netns exec ns`),
-    one entry per node. Returns the launchers (each leads its own process group)."""
-    master = f"{master_host}:{free_port()}"
+    user types it on every machine. Per node: `prefix` wraps its command (e.g. `ip netns exec ns`),
+    `hosts` is its address (`--host`; the first is the master's). Returns the launchers."""
+    master = f"{hosts[0] if hosts else '127.0.0.1'}:{free_port()}"
     nodes = []
     for node in range(nnodes):
-        command = [*LAUNCH, "--nnodes", str(nnodes), "--master", master, "--rank", str(node),
+        host = ["--host", hosts[node]] if hosts else []
+        command = [*LAUNCH, "--nnodes", str(nnodes), "--master", master, "--rank", str(node), *host,
                    "--nproc_per_node", "1", "--log_dir", os.path.join(str(log_dir), f"node{node}"), *args]
         wrapper = list(prefix[node]) if prefix else []
         nodes.append(subprocess.Popen(wrapper + command, cwd=ROOT, env=worker_env(), stdout=subprocess.PIPE,
