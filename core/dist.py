@@ -29,9 +29,13 @@ def is_main():
     return rank() == 0
 
 
+def has_gpu():
+    return paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+
+
 def select_device():
     """GPU when paddle was built with CUDA and sees one, else CPU. Returns the device string."""
-    if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
+    if has_gpu():
         device = "gpu"
         if world_size() > 1:
             device = f"gpu:{os.environ.get('FLAGS_selected_gpus', '0').split(',')[0]}"
@@ -58,9 +62,10 @@ def choose_gloo_interface():
     map their name to 127.0.1.1 in /etc/hosts, and the other nodes would dial their own loopback and
     hang or fail. When the launcher knows this node by another address (found, or given by --host),
     talk over the interface that holds it, as GLOO_SOCKET_IFNAME would say."""
-    if os.environ.get("GLOO_SOCKET_IFNAME") or paddle.device.is_compiled_with_cuda():
+    if os.environ.get("GLOO_SOCKET_IFNAME") or has_gpu():  # GPUs talk NCCL, which picks its own
         return
-    address = os.environ.get("PADDLE_CURRENT_ENDPOINT", "").rsplit(":", 1)[0]
+    endpoint = os.environ.get("PADDLE_CURRENT_ENDPOINT", "").rsplit(":", 1)[0]
+    address = resolve(endpoint) if endpoint else None
     if not address or address.startswith("127.") or address == resolve(socket.gethostname()):
         return
     interface = interface_with(address)
