@@ -5,6 +5,7 @@ namespaces joined by a veth pair. Slower than the rest: `pytest -m "not multinod
 import glob
 import json
 import os
+import shutil
 import subprocess
 import time
 
@@ -121,7 +122,7 @@ def test_a_save_dir_the_nodes_do_not_share_stops_before_training(dataset, tmp_pa
     save_dir.mkdir()
     # Node 1 runs in a mount namespace of its own, with an empty tmpfs over save_dir: its own folder.
     own_folder = ["unshare", "--mount", "sh", "-c", 'mount -t tmpfs tmpfs "$0" && exec "$@"', str(save_dir)]
-    if subprocess.run(own_folder + ["true"], capture_output=True).returncode != 0:
+    if not shutil.which("unshare") or subprocess.run(own_folder + ["true"], capture_output=True).returncode != 0:
         pytest.skip("cannot make a mount namespace here (needs root)")
     nodes = start_nodes(["train.py", *train_args(dataset, save_dir, epochs=1)], tmp_path / "log",
                         prefix=[[], own_folder])
@@ -145,6 +146,8 @@ def two_hosts():
     for name, link, address in zip(names, (f"{tag}x", f"{tag}y"), addresses):
         setup += [["ip", "-n", name, "addr", "add", f"{address}/24", "dev", link],
                   ["ip", "-n", name, "link", "set", link, "up"], ["ip", "-n", name, "link", "set", "lo", "up"]]
+    if not shutil.which("ip"):
+        pytest.skip("no `ip` command (iproute2) here")
     try:
         for step in setup:
             made = subprocess.run(step, capture_output=True, text=True, timeout=10)
