@@ -170,6 +170,7 @@ class Trainer:
         self.rank, self.world = dist.rank(), dist.world_size()
         self.device = dist.select_device()
         dist.init_parallel()
+        dist.check_shared_dir(save_dir)  # several nodes: one folder for checkpoints and outputs
         self.amp = amp and self.device.startswith("gpu")
         if amp and not self.amp:
             log.info("--amp needs a GPU: training in float32 on the CPU")

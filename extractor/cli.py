@@ -127,6 +127,7 @@ def extract(args, backbone=None):
         check_writable(args.save_dir)
         remove_stale_temporaries(args.save_dir)
     dist.barrier()  # nobody writes before the leftovers of a killed run are gone
+    dist.check_shared_dir(args.save_dir)  # several nodes: every rank's features go to one folder
     wanted = feature_settings(cfg, settings, args.extractor_weights, args.extractor_backend)
     unrecorded = reconcile_store(store, wanted, args.keep_existing, len(videos))
 

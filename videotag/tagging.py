@@ -163,6 +163,7 @@ def tag_videos(args):
     if dist.is_main():
         check_writable(args.save_dir)
     dist.barrier()
+    dist.check_shared_dir(args.save_dir)  # several nodes: every rank's journal goes to one folder
     features = feature_settings(extractor_cfg, settings, *backbone_identity(args, manifest))
     check_run_settings(args.save_dir, run_settings(args, cfg, features, topk, manifest), args.restart)
     if store is not None:
