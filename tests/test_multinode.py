@@ -59,8 +59,9 @@ def dataset(tmp_path_factory):
 
 
 def head_args(dataset, save_dir, epochs=1):
-    # Dropout off and Momentum (linear in the gradients): two shares sum to one process's batch.
-    items = TINY_HEAD + [
+    # Dropout off and Momentum (linear in the gradients): two shares sum to one process's batch. The
+    # mean loss keeps lr 0.05 a small step (a summed one would be 16x larger and amplify rounding).
+    items = TINY_HEAD + ["TRAIN.batch_loss=mean",
         "MODEL.num_classes=6", "MODEL.feature_dims=[16]", "MODEL.drop_rate=0.0", f"TRAIN.filelist={dataset['train']}",
         f"VALID.filelist={dataset['val']}", f"TEST.filelist={dataset['val']}", "TRAIN.batch_size=16",
         f"TRAIN.epoch={epochs}", "TRAIN.optimizer=Momentum", "TRAIN.learning_rate=0.05", "VALID.batch_size=20",
