@@ -40,6 +40,7 @@ class InferSettings:
     num_workers: int = 2
     accept_partial: bool = False  # use what a cut file holds instead of failing it
     resize: str = "videotag"  # see sampling.RESIZE_MODES
+    precision: str = "fp32"  # see predictor.PRECISIONS
 
     @classmethod
     def from_config(cls, cfg):
@@ -98,7 +99,8 @@ def _decode_ahead(videos, settings):
 def backbone_from_config(cfg, weights=None, backend="inference", cache_dir=None):
     """The backbone callable for a loaded tsn.yaml config (see predictor.create_backbone)."""
     return create_backbone(int(cfg.MODEL.num_layers), weights, int(cfg.INFER.target_size), backend,
-                           cache_dir, int(cfg.INFER.batch_size), bool(cfg.INFER.get("use_tensorrt", False)))
+                           cache_dir, int(cfg.INFER.batch_size), bool(cfg.INFER.get("use_tensorrt", False)),
+                           precision=str(cfg.INFER.get("precision", "fp32")))
 
 
 def iter_video_features(videos, settings, backbone=None, weights=None):
