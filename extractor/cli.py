@@ -16,7 +16,7 @@ from core.log import log, setup as setup_logging
 from .pipeline import InferSettings, backbone_from_config, iter_video_features
 from .predictor import (PRECISIONS, RECORDED_PRECISION, check_precision, inference_device, read_calibration,
                         weights_digest)
-from .sampling import check_resize_mode
+from .sampling import check_resize_mode, check_sampling_mode
 from .stores import (make_store, read_settings, remove_stale_temporaries, settings_changed, write_settings,
                      write_text)
 from .videos import find_videos, read_filelist, unique_videos
@@ -75,6 +75,7 @@ class PrecisionOverride(argparse.Action):
 
 def check_settings(settings, config_path):
     check_resize_mode(settings.resize, config_path)
+    check_sampling_mode(settings.sampling, config_path)
     if settings.precision not in PRECISIONS:
         raise InputError(f"INFER.precision '{settings.precision}' is not one of {', '.join(PRECISIONS)}", config_path)
     for name, value in vars(settings).items():
@@ -95,6 +96,8 @@ def feature_settings(cfg, settings, weights, backend, cache_dir=None):
                 "seg_num": settings.seg_num, "short_size": settings.short_size,
                 "target_size": settings.target_size, "precision": RECORDED_PRECISION[settings.precision],
                 "engine": backend + ("+tensorrt" if cfg.INFER.get("use_tensorrt", False) else "")}
+    if settings.sampling != "uniform":  # recorded only when not the default: older records stay valid
+        recorded["sampling"] = settings.sampling
     if settings.precision == "int8":  # a new calibration makes other features
         recorded["calibration"] = read_calibration(recorded["depth"], weights, settings.target_size,
                                                    cache_dir)["digest"]

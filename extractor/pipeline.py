@@ -41,6 +41,7 @@ class InferSettings:
     accept_partial: bool = False  # use what a cut file holds instead of failing it
     resize: str = "videotag"  # see sampling.RESIZE_MODES
     precision: str = "fp32"  # see predictor.PRECISIONS
+    sampling: str = "uniform"  # see sampling.SAMPLING_MODES
 
     @classmethod
     def from_config(cls, cfg):
@@ -75,7 +76,8 @@ class _Pending:
 def _decode(video, settings):
     try:
         crops, info = read_sampled_crops(video.path, settings.seg_num, settings.short_size,
-                                         settings.target_size, settings.resize, settings.accept_partial)
+                                         settings.target_size, settings.resize, settings.accept_partial,
+                                         settings.sampling)
         return _Pending(video, crops, info)
     except VideoError as err:
         return _Pending(video, error=err.reason, detail=err.detail)

@@ -13,7 +13,7 @@ import cv2
 import decord
 import numpy as np
 
-from .sampling import crop_frames, segment_middles
+from .sampling import crop_frames, nearest_keyframes, segment_middles
 
 DECODE_CHUNK = 16  # full-resolution frames held at once (about 100 MB at 1080p)
 # Frames a complete video may lack against its container's count (edit lists, a dropped last frame).
@@ -218,8 +218,19 @@ def decode_error(path, err, wanted, frame_count):
     return VideoError(f"cannot decode {span}", words)
 
 
-def read_sampled_crops(path, seg_num, short_size, target_size, resize="videotag", accept_partial=False):
-    """Return (uint8 RGB crops [seg_num, target, target, 3], info) for the segment-middle frames.
+def sampled_indices(reader, frame_count, seg_num, sampling="uniform"):
+    """The frame standing for each segment (see sampling.SAMPLING_MODES)."""
+    middles = segment_middles(frame_count, seg_num)
+    if sampling != "keyframe":
+        return middles
+    keys = [int(k) for k in reader.get_key_indices() if k < frame_count]
+    return nearest_keyframes(middles, keys or [0])  # an index without keyframes: the first frame is one
+
+
+def read_sampled_crops(path, seg_num, short_size, target_size, resize="videotag", accept_partial=False,
+                       sampling="uniform"):
+    """Return (uint8 RGB crops [seg_num, target, target, 3], info) for the segment-middle frames
+    (or, with sampling "keyframe", the keyframes nearest to them).
 
     info: source path, fps, frame_count, the sampled frame indices, their start times in seconds
     (`times`, from the container: right for variable frame rates) and `duration` in seconds.
@@ -232,7 +243,7 @@ def read_sampled_crops(path, seg_num, short_size, target_size, resize="videotag"
         frame_count = decodable_frames(reader, frame_count)
     else:
         check_complete(path, reader, frame_count)
-    indices = segment_middles(frame_count, seg_num)
+    indices = sampled_indices(reader, frame_count, seg_num, sampling)
     # Short videos repeat frames: decode each distinct one once, in order (seeks only forward).
     distinct = sorted(set(indices))
     crop_of = {}

@@ -1,6 +1,8 @@
 """INFER.precision (fp32, bf16, int8) and `bash run.sh calibrate`, on real decoded frames of a tiny library."""
 import json
 import os
+import shutil
+import subprocess
 
 import videotag  # noqa: F401  (before paddle: OMP threads, h5py on Paddle 2.6)
 import numpy as np
@@ -12,11 +14,14 @@ from core.errors import InputError
 from extractor import cli as extractor_cli
 from extractor import predictor
 from extractor.pipeline import InferSettings, iter_video_features
+from extractor.sampling import nearest_keyframes, segment_middles
 from extractor.stores import read_settings
+from extractor.video import read_sampled_crops
 from videotag import calibrate, tagging
 from videotag import cli as videotag_cli
 from videotag.models import build_head, default_config_path
 from videotag.synthetic import make_library
+from videos import frame_pattern
 
 # ResNet-50 at 64 pixels: the smallest backbone whose reduced-precision kernels are the real ones.
 EXTRACT = ["INFER.seg_num=4", "INFER.short_size=64", "INFER.target_size=64", "INFER.batch_size=16",
@@ -52,9 +57,10 @@ def extractor_config(precision="fp32"):
                        extractor_cli.DEFAULT_CONFIG)
 
 
-def features_of(library, precision, videos):
+def features_of(library, precision, videos, backbone=None):
     cfg = extractor_config(precision)
-    backbone = predictor.create_backbone(50, library["weights"], 64, cache_dir=library["cache"], precision=precision)
+    backbone = backbone or predictor.create_backbone(50, library["weights"], 64, cache_dir=library["cache"],
+                                                     precision=precision)
     return {r.video.path: r.features for r in iter_video_features(videos, InferSettings.from_config(cfg), backbone)}
 
 
@@ -98,17 +104,20 @@ def test_unknown_or_unsupported_precision_is_refused_in_one_line(monkeypatch, tm
 @pytest.mark.skipif(not HAS_BF16, reason="this CPU has no bf16 instructions (avx512_bf16 / amx_bf16)")
 def test_bf16_features_are_close_to_fp32_and_a_changed_precision_re_extracts(library, tmp_path):
     videos = sorted(str(p) for p in library["videos"].rglob("*.mp4"))[:3]
-    fp32, bf16 = features_of(library, "fp32", videos), features_of(library, "bf16", videos)
+    backbones = {p: predictor.create_backbone(50, library["weights"], 64, cache_dir=library["cache"], precision=p)
+                 for p in ("fp32", "bf16")}
+    fp32, bf16 = (features_of(library, p, videos, backbones[p]) for p in ("fp32", "bf16"))
     similarity = np.concatenate([cosine(fp32[v], bf16[v]) for v in videos])
     assert similarity.min() > 0.99
     assert not all(np.array_equal(fp32[v], bf16[v]) for v in videos)  # bf16 kernels did run
 
     argv = ["--video_path", str(library["videos"]), "--save_dir", str(tmp_path), "--cache_dir", library["cache"],
             "--extractor_weights", library["weights"]] + [a for item in EXTRACT for a in ("-o", item)]
-    assert extractor_cli.main(argv) == 0
+    # (the backbones above passed in: creating a oneDNN predictor takes seconds)
+    assert extractor_cli.extract(extractor_cli.parse_args(argv), backbones["fp32"]) == 0
     assert read_settings(str(tmp_path))["precision"] == "float32"  # what records made before precision say
     first = np.load(next(tmp_path.rglob("*.npy")))
-    assert extractor_cli.main(argv + ["--precision", "bf16"]) == 0
+    assert extractor_cli.extract(extractor_cli.parse_args(argv + ["--precision", "bf16"]), backbones["bf16"]) == 0
     assert read_settings(str(tmp_path))["precision"] == "bfloat16"
     again = np.load(next(tmp_path.rglob("*.npy")))
     assert not np.array_equal(first, again)  # extracted again, not kept
@@ -148,3 +157,34 @@ def test_calibrate_reports_agreement_and_extract_uses_the_calibration(library, t
     assert recorded["precision"] == "int8" and recorded["calibration"] == record["digest"]
     with open(os.path.join(save_dir, "extraction.json")) as f:
         assert json.load(f)["precision"] == "int8"
+
+
+# ---- INFER.sampling: keyframe ----
+def test_nearest_keyframes_picks_the_closest_and_the_earlier_on_a_tie():
+    assert nearest_keyframes([0, 2, 3, 7, 12, 40], [0, 5, 10, 30]) == [0, 0, 5, 5, 10, 30]
+    assert nearest_keyframes([4], [0, 8]) == [0]  # tie: the earlier
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None, reason="needs ffmpeg")
+def test_keyframe_sampling_decodes_the_keyframes_nearest_to_the_segment_middles(tmp_path):
+    """A 40-frame H.264 clip with a keyframe every 6 frames, each frame telling its index."""
+    path = str(tmp_path / "gop6.mp4")
+    frames = np.stack([frame_pattern(i, 48, 64) for i in range(40)])
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "64x48", "-r", "10",
+                    "-i", "-", "-c:v", "libx264", "-g", "6", "-keyint_min", "6", "-sc_threshold", "0", "-qp", "0",
+                    "-pix_fmt", "yuv444p", path], input=frames.tobytes(), check=True)
+    probe = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v", "-show_entries", "frame=key_frame",
+                            "-of", "csv=p=0", path], capture_output=True, text=True, check=True).stdout.split()
+    keys = [i for i, flag in enumerate(probe) if flag.strip(",") == "1"]
+    assert keys == list(range(0, 40, 6))
+
+    crops, info = read_sampled_crops(path, settings.seg_num, 48, 48, sampling="keyframe")
+    middles = segment_middles(40, 5)  # 3, 11, 19, 27, 35
+    assert info["indices"] == [min(keys, key=lambda k: (abs(k - m), k)) for m in middles] == [0, 12, 18, 24, 36]
+    expected = np.stack([frame_pattern(i, 48, 64)[:, 8:56] for i in info["indices"]])  # the centre crop
+    assert np.abs(crops.astype(int) - expected).mean() < 3  # the frames named, not their neighbours
+
+    uniform, info = read_sampled_crops(path, 5, 48, 48)
+    assert info["indices"] == middles
+    with pytest.raises(InputError, match="sampling 'nearest' is not one of uniform, keyframe"):
+        extractor_cli.check_settings(InferSettings(sampling="nearest"), "tsn.yaml")

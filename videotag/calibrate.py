@@ -69,7 +69,7 @@ def calibration_frames(videos, count, settings):
     for video in chosen:
         try:
             frames, _ = read_sampled_crops(video.path, per_video, settings.short_size, settings.target_size,
-                                           settings.resize, settings.accept_partial)
+                                           settings.resize, settings.accept_partial, settings.sampling)
         except VideoError as err:
             log.warning("calibration skips %s: %s", video.path, err.reason)
             continue
