@@ -17,7 +17,7 @@ from extractor.pipeline import InferSettings, iter_video_features
 from extractor.sampling import nearest_keyframes, segment_middles
 from extractor.stores import read_settings
 from extractor.video import read_sampled_crops
-from videotag import calibrate, tagging
+from videotag import calibrate, export, tagging
 from videotag import cli as videotag_cli
 from videotag.models import build_head, default_config_path
 from videotag.synthetic import make_library
@@ -178,7 +178,7 @@ def test_keyframe_sampling_decodes_the_keyframes_nearest_to_the_segment_middles(
     keys = [i for i, flag in enumerate(probe) if flag.strip(",") == "1"]
     assert keys == list(range(0, 40, 6))
 
-    crops, info = read_sampled_crops(path, settings.seg_num, 48, 48, sampling="keyframe")
+    crops, info = read_sampled_crops(path, 5, 48, 48, sampling="keyframe")
     middles = segment_middles(40, 5)  # 3, 11, 19, 27, 35
     assert info["indices"] == [min(keys, key=lambda k: (abs(k - m), k)) for m in middles] == [0, 12, 18, 24, 36]
     expected = np.stack([frame_pattern(i, 48, 64)[:, 8:56] for i in info["indices"]])  # the centre crop
@@ -188,3 +188,10 @@ def test_keyframe_sampling_decodes_the_keyframes_nearest_to_the_segment_middles(
     assert info["indices"] == middles
     with pytest.raises(InputError, match="sampling 'nearest' is not one of uniform, keyframe"):
         extractor_cli.check_settings(InferSettings(sampling="nearest"), "tsn.yaml")
+
+
+def test_export_takes_fp32_and_bf16_and_refuses_int8_in_one_line(monkeypatch):
+    monkeypatch.setattr(predictor, "cpu_flags", lambda: {"avx512_bf16", "avx512_vnni"})
+    export.check_exportable_precision(extractor_config("bf16"))
+    with pytest.raises(InputError, match="int8 backbones are not exported"):
+        export.check_exportable_precision(extractor_config("int8"))

@@ -226,7 +226,7 @@ def build_models(args, cfg, task, extractor_cfg, settings, manifest, device):
         device = paddle.get_device() if device.startswith("gpu") else "cpu"
         backbone = InferenceBackbone(os.path.join(args.inference_dir, manifest["backbone"]), device,
                                      bool(extractor_cfg.INFER.get("use_tensorrt", False)),
-                                     settings.batch_size, settings.target_size)
+                                     settings.batch_size, settings.target_size, settings.precision)
         head = InferenceHead(os.path.join(args.inference_dir, manifest["head"]), cfg.MODEL.feature_names, device)
         return backbone, head
     backbone = backbone_from_config(extractor_cfg, args.extractor_weights, args.extractor_backend, args.cache_dir)
