@@ -163,7 +163,7 @@ def tag_videos(args):
     if dist.is_main():
         check_writable(args.save_dir)
     dist.barrier()
-    features = feature_settings(extractor_cfg, settings, *backbone_identity(args, manifest))
+    features = feature_settings(extractor_cfg, settings, *backbone_identity(args, manifest), args.cache_dir)
     check_run_settings(args.save_dir, run_settings(args, cfg, features, topk, manifest), args.restart)
     if store is not None:
         reconcile_store(store, features, False, len(videos))
