@@ -149,7 +149,20 @@ def cosine(a, b):
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
-def precisions(rounds):
+def active_weights(folder):
+    """Random ResNet-101 weights whose residual blocks all work: the random init zeroes each block's
+    last BN scale (blocks start as identities), which would leave most layers out of the comparison."""
+    model = build_model(101)
+    paddle.seed(1)
+    for layer in model.sublayers():
+        if isinstance(layer, paddle.nn.BatchNorm2D):
+            layer.weight.set_value(paddle.uniform(layer.weight.shape, min=0.5, max=1.0))
+    path = os.path.join(folder, "active-blocks.pdparams")
+    paddle.save(model.state_dict(), path)
+    return path
+
+
+def precisions(rounds, weights=None):
     """INFER.precision on this machine: speed ratios to fp32 in interleaved rounds, feature cosine."""
     flags = cpu_flags()
     print(f"# {common.machine()}; paddle {paddle.__version__}; {common.load()} at start", flush=True)
@@ -158,7 +171,8 @@ def precisions(rounds):
     frames = normalize(crops)
     calibration, held_out = frames[0::2], frames[1::2]  # neighbours, never the same frame
     cache = tempfile.mkdtemp(prefix="export-", dir=common.CACHE)
-    model = build_model(101)
+    described = f"weights {weights}" if weights else "random weights, every block active"
+    weights = weights or active_weights(cache)
     backbones, skipped = {}, {}
     for precision in PRECISIONS:
         try:
@@ -168,9 +182,9 @@ def precisions(rounds):
             continue
         if precision == "int8":
             started = time.perf_counter()
-            quantize_int8(101, None, CROP, calibration, cache)
+            quantize_int8(101, weights, CROP, calibration, cache)
             print(f"# int8 calibration on {len(calibration)} frames: {time.perf_counter() - started:.0f} s", flush=True)
-        backbones[precision] = create_backbone(model=model, image_size=CROP, cache_dir=cache, max_batch=BATCH,
+        backbones[precision] = create_backbone(101, weights, CROP, cache_dir=cache, max_batch=BATCH,
                                                precision=precision)
     features = {name: backbone(held_out) for name, backbone in backbones.items()}  # also the warm-up
     speeds = {name: [] for name in backbones}
@@ -193,7 +207,7 @@ def precisions(rounds):
     print()
     print(common.table(rows, ["precision", "img/s", "img per CPU-s", "vs fp32 (same round)",
                               "cosine to fp32 mean / min"]))
-    print(f"\nResNet-101, random weights, {CROP} crops of the 720p clip, batch {len(held_out)}, "
+    print(f"\nResNet-101, {described}, {CROP} crops of the 720p clip, batch {len(held_out)}, "
           f"{rounds} interleaved rounds, medians; {common.load()} at the end (a shared machine)")
 
 
@@ -246,11 +260,13 @@ def main():
     parser.add_argument("--no-onnx", action="store_true", help="skip onnxruntime")
     parser.add_argument("--precision", action="store_true", help="only INFER.precision: fp32, bf16, int8")
     parser.add_argument("--sampling", action="store_true", help="only INFER.sampling: uniform, keyframe")
+    parser.add_argument("--extractor_weights", help="backbone weights for --precision (default: random, every "
+                        "block active)")
     parser.add_argument("--clip", help="the video for --sampling (default: a 1080p GOP-250 clip made with ffmpeg)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of --precision / --sampling")
     args = parser.parse_args()
     if args.precision:
-        return precisions(args.rounds)
+        return precisions(args.rounds, args.extractor_weights)
     if args.sampling:
         return sampling_modes(args.rounds, args.clip)
     seg_360 = 64 if args.quick else 300
