@@ -141,7 +141,10 @@ def compare(videos, cfg, settings, args, precision):
     features = {}
     for name in ("fp32", precision):
         cfg.INFER["precision"] = name
-        timed[name] = TimedBackbone(backbone_from_config(cfg, args.extractor_weights, "inference", args.cache_dir))
+        backbone = backbone_from_config(cfg, args.extractor_weights, "inference", args.cache_dir)
+        size = settings.target_size
+        backbone(np.zeros((settings.batch_size, 3, size, size), "float32"))  # first calls build the kernels: not timed
+        timed[name] = TimedBackbone(backbone)
         features[name] = video_features(videos, settings, timed[name])
     decoded = [path for path in features["fp32"] if path in features[precision]]
     if not decoded:
@@ -164,10 +167,11 @@ def print_report(report, settings):
     print(f"  feature cosine      mean {report['cosine_mean']:.4f}   min {report['cosine_min']:.4f}")
     print("  backbone speed      " + ",  ".join(
         f"{name} {s['img_per_s']:.1f} img/s ({s['img_per_cpu_s']:.1f} per CPU-s)" for name, s in speed.items())
-        + f":  {ratio:.2f}x (one pass each, first call included; bench/extraction.py measures properly)")
+        + f":  {ratio:.2f}x\n                      (one pass each on a warm backbone; on a busy machine see "
+        "bench/extraction.py --precision, in interleaved rounds)")
     if "tags" in report:
         tags = report["tags"]
-        print(f"  {tags['model']} tags    top-{tags['topk']} agreement {tags['topk_agreement']:.3f},  same first tag "
+        print(f"  {tags['model']} tags:  top-{tags['topk']} agreement {tags['topk_agreement']:.3f},  same first tag "
               f"{tags['top1_same']}/{tags['videos']},  largest probability difference "
               f"{tags['max_probability_difference']:.4f}")
 
