@@ -201,7 +201,7 @@ def precisions(rounds, weights=None):
         ratio = np.median([s[0] / f[0] for s, f in zip(speeds[name], speeds["fp32"])])
         similarity = cosine(features["fp32"], features[name])
         rows.append([name, f"{wall:.2f}", f"{per_cpu:.2f}", f"{ratio:.2f}x",
-                     f"{similarity.mean():.4f} / {similarity.min():.4f}"])
+                     f"{similarity.mean():.5f} / {similarity.min():.5f}"])
     rows += [[name, "-", "-", "-", why] for name, why in skipped.items()]
     shutil.rmtree(cache, ignore_errors=True)
     print()

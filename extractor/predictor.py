@@ -254,6 +254,21 @@ def quantize_int8(depth, weights, image_size, frames, cache_dir=None, sources=()
     return record
 
 
+class CalibrationBatches(paddle.io.DataLoader):
+    """The calibration frames as the feeds PostTrainingQuantization runs. A DataLoader only because
+    Paddle 2.6 accepts nothing else (it calls it and takes len(); Paddle 3 takes any callable)."""
+
+    def __init__(self, frames):  # noqa: the DataLoader machinery is not needed
+        self.frames = frames
+
+    def __len__(self):
+        return -(-len(self.frames) // CALIBRATION_BATCH)
+
+    def __call__(self):
+        for start in range(0, len(self.frames), CALIBRATION_BATCH):
+            yield {INPUT_NAME: self.frames[start:start + CALIBRATION_BATCH]}
+
+
 def _quantize_here(folder, depth, weights, image_size):
     """The child of quantize_int8 (PIR off): fp32 program -> int8 program in `folder`."""
     from paddle.static.quantization import PostTrainingQuantization  # only here: it needs static mode
@@ -261,15 +276,11 @@ def _quantize_here(folder, depth, weights, image_size):
     save_inference_program(build_model(depth, weights or None), os.path.join(folder, "fp32", "backbone"), image_size)
     frames = np.load(os.path.join(folder, CALIBRATION_FRAMES))
     paddle.enable_static()
-
-    def batches():
-        for start in range(0, len(frames), CALIBRATION_BATCH):
-            yield {INPUT_NAME: frames[start:start + CALIBRATION_BATCH]}
-
+    batches = CalibrationBatches(frames)
     quantizer = PostTrainingQuantization(
         executor=paddle.static.Executor(paddle.CPUPlace()), model_dir=os.path.join(folder, "fp32"),
         model_filename="backbone.pdmodel", params_filename="backbone.pdiparams", data_loader=batches,
-        batch_nums=-(-len(frames) // CALIBRATION_BATCH), algo="hist", quantizable_op_type=["conv2d", "matmul_v2"],
+        batch_nums=len(batches), algo="hist", quantizable_op_type=["conv2d", "matmul_v2"],
         onnx_format=False)
     quantizer.quantize()
     quantizer.save_quantized_model(folder, model_filename="backbone.pdmodel", params_filename="backbone.pdiparams")

@@ -147,7 +147,7 @@ def test_calibrate_reports_agreement_and_extract_uses_the_calibration(library, t
     assert tags["videos"] == 3 and 0 <= tags["topk_agreement"] <= 1 and 0 <= tags["top1_same"] <= 3
     assert 0 <= tags["max_probability_difference"] < 0.5
     printed = capsys.readouterr().out
-    assert f"mean {report['cosine_mean']:.4f}" in printed and "top-5 agreement" in printed
+    assert f"mean {report['cosine_mean']:.5f}" in printed and "top-5 agreement" in printed
 
     save_dir = tmp_path / "features"
     extract = ["--video_path", str(library["videos"]), "--save_dir", str(save_dir), "--cache_dir", library["cache"],

@@ -164,7 +164,7 @@ def print_report(report, settings):
     ratio = speed[report["precision"]]["img_per_s"] / speed["fp32"]["img_per_s"]
     print(f"\n{report['precision']} against fp32 on {report['videos']} videos ({report['frames']} frames, "
           f"seg_num {settings.seg_num}, {settings.target_size}px crops):")
-    print(f"  feature cosine      mean {report['cosine_mean']:.4f}   min {report['cosine_min']:.4f}")
+    print(f"  feature cosine      mean {report['cosine_mean']:.5f}   min {report['cosine_min']:.5f}")
     print("  backbone speed      " + ",  ".join(
         f"{name} {s['img_per_s']:.1f} img/s ({s['img_per_cpu_s']:.1f} per CPU-s)" for name, s in speed.items())
         + f":  {ratio:.2f}x\n                      (one pass each on a warm backbone; on a busy machine see "
