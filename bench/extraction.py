@@ -216,7 +216,8 @@ def gop_clip():
     path = os.path.join(common.CACHE, "1080p_60s_gop250.mp4")
     if not os.path.exists(path):
         os.makedirs(common.CACHE, exist_ok=True)
-        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30:duration=60",
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi",
+                        "-i", "testsrc2=size=1920x1080:rate=30:duration=60",
                         "-c:v", "libx264", "-preset", "veryfast", "-g", "250", "-keyint_min", "250",
                         "-sc_threshold", "0", "-pix_fmt", "yuv420p", path + ".tmp.mp4"], check=True)
         os.replace(path + ".tmp.mp4", path)

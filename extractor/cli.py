@@ -54,8 +54,8 @@ def add_backbone_arguments(parser, runs=True):
     parser.add_argument("--extractor_weights", help="ResNet checkpoint of the backbone (VideoTag tsn.pdparams, "
                         "PaddleVideo or ours); without it the weights are random and the features meaningless")
     parser.add_argument("--precision", choices=PRECISIONS, action=PrecisionOverride,
-                        help="the backbone's arithmetic (INFER.precision, default fp32): bf16 needs avx512_bf16/amx_bf16 "
-                        "or an Ampere GPU; int8 needs `bash run.sh calibrate` first")
+                        help="the backbone's arithmetic (INFER.precision, default fp32): bf16 needs "
+                        "avx512_bf16/amx_bf16 or an Ampere GPU; int8 needs `bash run.sh calibrate` first")
     if not runs:
         return
     parser.add_argument("--extractor_backend", choices=("inference", "dygraph"), default="inference",
