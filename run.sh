@@ -24,6 +24,7 @@ usage: bash run.sh VERB [ARGS...]
   predict MODEL --weights W  tags of a feature list -> <save_dir>/predictions.jsonl
   tag MODEL --weights W --extractor_weights T   videos -> tags, timelines, report in one resumable pass
   export MODEL --weights W --extractor_weights T   Paddle inference models of backbone and head
+  calibrate --video_path V [--precision int8|bf16] [--model M --weights W]   a faster backbone for your videos (int8 calibrated on them, or bf16) and how far its features and tags are from fp32
   convert MODEL --weights W --save F.safetensors   another project's head (VideoTag, PaddleCV zoo, PaddleVideo) in our names
   test [PYTEST ARGS]         the test suite
 Each verb passes its remaining arguments on; `bash run.sh VERB --help` shows them. MODEL may also
@@ -94,6 +95,7 @@ case "$verb" in
     esac ;;
   convert) setup; with_model "$@"; exec "$VENV/bin/python" -m videotag.convert "${MODEL_ARGS[@]}" ;;
   demo) setup; exec "$VENV/bin/python" -m videotag.demo "$@" ;;
+  calibrate) setup; exec "$VENV/bin/python" -m videotag.calibrate "$@" ;;
   extract) setup; launch -m extractor "$@" ;;
   test) setup; cd "$HERE"; exec "$VENV/bin/python" -m pytest -q tests "$@" ;;
   *) echo "unknown verb '$verb'" >&2; usage >&2; exit 2 ;;

@@ -12,6 +12,14 @@
                         when both are installed (bench/requirements.txt)
 
     .venv/bin/python bench/extraction.py [--quick] [--json out.json]
+    .venv/bin/python bench/extraction.py --precision [--rounds 5]
+    .venv/bin/python bench/extraction.py --sampling [--rounds 3] [--clip gop250.mp4]
+
+--precision measures only INFER.precision: fp32, bf16 and int8 (calibrated on half of 64 frames
+decoded from the 720p clip, compared on the other half) in interleaved rounds; per precision the
+median img/s, img per CPU-second and ratio to fp32 within each round, and the features' cosine to fp32.
+--sampling measures only INFER.sampling (uniform against keyframe) on a 1080p 60 s clip with a
+keyframe every 250 frames (made with ffmpeg/libx264 once, or --clip), at seg_num 8, 32 and 300.
 
 Weights are random (the speed does not depend on them); 224 crop, short side 256. Clips are
 generated once into bench/.cache. --quick uses seg_num 64 instead of 300 on the 360p clip.
@@ -20,6 +28,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,8 +42,10 @@ import paddle  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from extractor.pipeline import InferSettings, iter_video_features  # noqa: E402
-from extractor.predictor import DygraphBackbone, build_model, create_backbone, model_file  # noqa: E402
-from extractor.sampling import MEAN, STD, normalize, segment_middles
+from core.errors import InputError  # noqa: E402
+from extractor.predictor import (PRECISIONS, DygraphBackbone, build_model,  # noqa: E402
+                                 check_precision, cpu_flags, create_backbone, model_file, quantize_int8)
+from extractor.sampling import MEAN, STD, normalize, segment_middles  # noqa: E402
 from extractor.video import read_sampled_crops  # noqa: E402
 
 SHORT, CROP, BATCH = 256, 224, 32
@@ -127,6 +138,119 @@ def onnx_backbone(model_prefix, cache):
     return (lambda x: session.run(None, {name: x})[0]), f"onnxruntime {onnxruntime.__version__}"
 
 
+def timed(backbone, images):
+    """(features, wall seconds, CPU seconds of the whole process) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    features = backbone(images)
+    return features, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def cosine(a, b):
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def active_weights(folder):
+    """Random ResNet-101 weights whose residual blocks all work: the random init zeroes each block's
+    last BN scale (blocks start as identities), which would leave most layers out of the comparison."""
+    model = build_model(101)
+    paddle.seed(1)
+    for layer in model.sublayers():
+        if isinstance(layer, paddle.nn.BatchNorm2D):
+            layer.weight.set_value(paddle.uniform(layer.weight.shape, min=0.5, max=1.0))
+    path = os.path.join(folder, "active-blocks.pdparams")
+    paddle.save(model.state_dict(), path)
+    return path
+
+
+def precisions(rounds, weights=None):
+    """INFER.precision on this machine: speed ratios to fp32 in interleaved rounds, feature cosine."""
+    flags = cpu_flags()
+    print(f"# {common.machine()}; paddle {paddle.__version__}; {common.load()} at start", flush=True)
+    print("# CPU flags: " + " ".join(sorted(f for f in flags if f.startswith(("avx", "amx")))), flush=True)
+    crops, _ = read_sampled_crops(common.clip("720p_60s"), 64, SHORT, CROP)
+    frames = normalize(crops)
+    calibration, held_out = frames[0::2], frames[1::2]  # neighbours, never the same frame
+    cache = tempfile.mkdtemp(prefix="export-", dir=common.CACHE)
+    described = f"weights {weights}" if weights else "random weights, every block active"
+    weights = weights or active_weights(cache)
+    backbones, skipped = {}, {}
+    for precision in PRECISIONS:
+        try:
+            check_precision(precision)
+        except InputError as err:
+            skipped[precision] = str(err)
+            continue
+        if precision == "int8":
+            started = time.perf_counter()
+            quantize_int8(101, weights, CROP, calibration, cache)
+            print(f"# int8 calibration on {len(calibration)} frames: {time.perf_counter() - started:.0f} s", flush=True)
+        backbones[precision] = create_backbone(101, weights, CROP, cache_dir=cache, max_batch=BATCH,
+                                               precision=precision)
+    features = {name: backbone(held_out) for name, backbone in backbones.items()}  # also the warm-up
+    speeds = {name: [] for name in backbones}
+    for round_ in range(rounds):
+        for name, backbone in backbones.items():
+            _, wall, cpu = timed(backbone, held_out)
+            speeds[name].append((len(held_out) / wall, len(held_out) / cpu))
+        print(f"# round {round_ + 1}: " + ", ".join(f"{n} {s[-1][0]:.1f} img/s" for n, s in speeds.items())
+              + f"; {common.load()}", flush=True)
+    rows = []
+    for name in backbones:
+        wall = np.median([s[0] for s in speeds[name]])
+        per_cpu = np.median([s[1] for s in speeds[name]])
+        ratio = np.median([s[0] / f[0] for s, f in zip(speeds[name], speeds["fp32"])])
+        similarity = cosine(features["fp32"], features[name])
+        rows.append([name, f"{wall:.2f}", f"{per_cpu:.2f}", f"{ratio:.2f}x",
+                     f"{similarity.mean():.5f} / {similarity.min():.5f}"])
+    rows += [[name, "-", "-", "-", why] for name, why in skipped.items()]
+    shutil.rmtree(cache, ignore_errors=True)
+    print()
+    print(common.table(rows, ["precision", "img/s", "img per CPU-s", "vs fp32 (same round)",
+                              "cosine to fp32 mean / min"]))
+    print(f"\nResNet-101, {described}, {CROP} crops of the 720p clip, batch {len(held_out)}, "
+          f"{rounds} interleaved rounds, medians; {common.load()} at the end (a shared machine)")
+
+
+def gop_clip():
+    """1080p, 60 s, 30 fps, H.264 with a keyframe every 250 frames (a common encoder default)."""
+    path = os.path.join(common.CACHE, "1080p_60s_gop250.mp4")
+    if not os.path.exists(path):
+        os.makedirs(common.CACHE, exist_ok=True)
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi",
+                        "-i", "testsrc2=size=1920x1080:rate=30:duration=60",
+                        "-c:v", "libx264", "-preset", "veryfast", "-g", "250", "-keyint_min", "250",
+                        "-sc_threshold", "0", "-pix_fmt", "yuv420p", path + ".tmp.mp4"], check=True)
+        os.replace(path + ".tmp.mp4", path)
+    return path
+
+
+def sampling_modes(rounds, clip_path):
+    """Decoding (decord, resize, crop) frames/s of uniform against keyframe sampling, interleaved."""
+    clip_path = clip_path or gop_clip()
+    print(f"# {common.machine()}; {common.load()} at start; clip {clip_path}", flush=True)
+    rows = []
+    for seg in (8, 32, 300):
+        speeds = {"uniform": [], "keyframe": []}
+        for _ in range(rounds):
+            for mode in speeds:
+                started = time.perf_counter(), time.process_time()
+                _, info = read_sampled_crops(clip_path, seg, SHORT, CROP, sampling=mode)
+                wall, cpu = time.perf_counter() - started[0], time.process_time() - started[1]
+                speeds[mode].append((seg / wall, seg / cpu, info["indices"]))
+        middles = np.array(speeds["uniform"][0][2])
+        for mode, runs in speeds.items():
+            indices = np.array(runs[0][2])
+            ratio = np.median([r[0] / u[0] for r, u in zip(runs, speeds["uniform"])])
+            rows.append([seg, mode, f"{np.median([r[0] for r in runs]):.1f}", f"{np.median([r[1] for r in runs]):.1f}",
+                         f"{ratio:.1f}x", len(set(indices.tolist())), f"{np.abs(indices - middles).mean():.0f}"])
+        print(f"# seg_num {seg} done; {common.load()}", flush=True)
+    print()
+    print(common.table(rows, ["seg_num", "sampling", "frames/s", "frames per CPU-s", "vs uniform (same round)",
+                              "distinct frames", "mean distance from middle (frames)"]))
+    print(f"\n{rounds} interleaved rounds, medians, one thread (read_sampled_crops: decord, resize, "
+          f"{CROP} crop); {common.load()} at the end (a shared machine)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="seg_num 64 on the 360p clip, fewer calls")
@@ -135,7 +259,17 @@ def main():
                         "(default 1, 2 with --quick)")
     parser.add_argument("--no-reference", action="store_true", help="skip the reference-style baseline")
     parser.add_argument("--no-onnx", action="store_true", help="skip onnxruntime")
+    parser.add_argument("--precision", action="store_true", help="only INFER.precision: fp32, bf16, int8")
+    parser.add_argument("--sampling", action="store_true", help="only INFER.sampling: uniform, keyframe")
+    parser.add_argument("--extractor_weights", help="backbone weights for --precision (default: random, every "
+                        "block active)")
+    parser.add_argument("--clip", help="the video for --sampling (default: a 1080p GOP-250 clip made with ffmpeg)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of --precision / --sampling")
     args = parser.parse_args()
+    if args.precision:
+        return precisions(args.rounds, args.extractor_weights)
+    if args.sampling:
+        return sampling_modes(args.rounds, args.clip)
     seg_360 = 64 if args.quick else 300
     calls = 1 if args.quick else 2
     args.repeat = args.repeat or (2 if args.quick else 1)

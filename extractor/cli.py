@@ -14,8 +14,9 @@ from core.lists import write_list
 from core.log import log, setup as setup_logging
 
 from .pipeline import InferSettings, backbone_from_config, iter_video_features
-from .predictor import weights_digest
-from .sampling import check_resize_mode
+from .predictor import (PRECISIONS, RECORDED_PRECISION, check_precision, inference_device, read_calibration,
+                        weights_digest)
+from .sampling import check_resize_mode, check_sampling_mode
 from .stores import (make_store, read_settings, remove_stale_temporaries, settings_changed, write_settings,
                      write_text)
 from .videos import find_videos, read_filelist, unique_videos
@@ -52,6 +53,9 @@ def add_backbone_arguments(parser, runs=True):
     `runs`: the command runs the backbone (not only exports it)."""
     parser.add_argument("--extractor_weights", help="ResNet checkpoint of the backbone (VideoTag tsn.pdparams, "
                         "PaddleVideo or ours); without it the weights are random and the features meaningless")
+    parser.add_argument("--precision", choices=PRECISIONS, action=PrecisionOverride,
+                        help="the backbone's arithmetic (INFER.precision, default fp32): bf16 needs "
+                        "avx512_bf16/amx_bf16 or an Ampere GPU; int8 needs `bash run.sh calibrate` first")
     if not runs:
         return
     parser.add_argument("--extractor_backend", choices=("inference", "dygraph"), default="inference",
@@ -60,8 +64,20 @@ def add_backbone_arguments(parser, runs=True):
                         "(default ~/.cache/videotag/extractor)")
 
 
+class PrecisionOverride(argparse.Action):
+    """--precision P is INFER.precision=P appended to the extractor's override list: tag's and
+    export's --extractor_override (their -o is the head's), extract's -o."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        dest = "extractor_override" if hasattr(namespace, "extractor_override") else "override"
+        setattr(namespace, dest, list(getattr(namespace, dest) or []) + [f"INFER.precision={value}"])
+
+
 def check_settings(settings, config_path):
     check_resize_mode(settings.resize, config_path)
+    check_sampling_mode(settings.sampling, config_path)
+    if settings.precision not in PRECISIONS:
+        raise InputError(f"INFER.precision '{settings.precision}' is not one of {', '.join(PRECISIONS)}", config_path)
     for name, value in vars(settings).items():
         if type(value) is int and value < (0 if name == "num_workers" else 1):  # not flags or modes
             raise InputError(f"INFER.{name} must be positive, not {value}", config_path)
@@ -70,14 +86,21 @@ def check_settings(settings, config_path):
                          f"{settings.short_size}", config_path)
 
 
-def feature_settings(cfg, settings, weights, backend):
-    """What defines a feature: recorded with every store, compared on every rerun."""
+def feature_settings(cfg, settings, weights, backend, cache_dir=None):
+    """What defines a feature: recorded with every store, compared on every rerun. Refuses a
+    precision this machine cannot run (or an int8 never calibrated) before any compute."""
     if weights and not os.path.isfile(weights):
         raise InputError("weights file not found", weights)
+    check_precision(settings.precision, inference_device(), backend, cfg.path)
     recorded = {"weights": weights_digest(weights), "depth": int(cfg.MODEL.num_layers),
                 "seg_num": settings.seg_num, "short_size": settings.short_size,
-                "target_size": settings.target_size, "precision": "float32",
+                "target_size": settings.target_size, "precision": RECORDED_PRECISION[settings.precision],
                 "engine": backend + ("+tensorrt" if cfg.INFER.get("use_tensorrt", False) else "")}
+    if settings.sampling != "uniform":  # recorded only when not the default: older records stay valid
+        recorded["sampling"] = settings.sampling
+    if settings.precision == "int8":  # a new calibration makes other features
+        recorded["calibration"] = read_calibration(recorded["depth"], weights, settings.target_size,
+                                                   cache_dir)["digest"]
     if "resize" in cfg.INFER:
         recorded["resize"] = str(cfg.INFER.resize)
     return recorded
@@ -128,7 +151,7 @@ def extract(args, backbone=None):
         remove_stale_temporaries(args.save_dir)
     dist.barrier()  # nobody writes before the leftovers of a killed run are gone
     dist.check_shared_dir(args.save_dir)  # several nodes: every rank's features go to one folder
-    wanted = feature_settings(cfg, settings, args.extractor_weights, args.extractor_backend)
+    wanted = feature_settings(cfg, settings, args.extractor_weights, args.extractor_backend, args.cache_dir)
     unrecorded = reconcile_store(store, wanted, args.keep_existing, len(videos))
 
     mine = dist.shard(videos)

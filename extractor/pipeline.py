@@ -40,6 +40,8 @@ class InferSettings:
     num_workers: int = 2
     accept_partial: bool = False  # use what a cut file holds instead of failing it
     resize: str = "videotag"  # see sampling.RESIZE_MODES
+    precision: str = "fp32"  # see predictor.PRECISIONS
+    sampling: str = "uniform"  # see sampling.SAMPLING_MODES
 
     @classmethod
     def from_config(cls, cfg):
@@ -74,7 +76,8 @@ class _Pending:
 def _decode(video, settings):
     try:
         crops, info = read_sampled_crops(video.path, settings.seg_num, settings.short_size,
-                                         settings.target_size, settings.resize, settings.accept_partial)
+                                         settings.target_size, settings.resize, settings.accept_partial,
+                                         settings.sampling)
         return _Pending(video, crops, info)
     except VideoError as err:
         return _Pending(video, error=err.reason, detail=err.detail)
@@ -98,7 +101,8 @@ def _decode_ahead(videos, settings):
 def backbone_from_config(cfg, weights=None, backend="inference", cache_dir=None):
     """The backbone callable for a loaded tsn.yaml config (see predictor.create_backbone)."""
     return create_backbone(int(cfg.MODEL.num_layers), weights, int(cfg.INFER.target_size), backend,
-                           cache_dir, int(cfg.INFER.batch_size), bool(cfg.INFER.get("use_tensorrt", False)))
+                           cache_dir, int(cfg.INFER.batch_size), bool(cfg.INFER.get("use_tensorrt", False)),
+                           precision=str(cfg.INFER.get("precision", "fp32")))
 
 
 def iter_video_features(videos, settings, backbone=None, weights=None):

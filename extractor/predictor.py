@@ -1,17 +1,26 @@
 """The backbone as a callable: float32 images [N, 3, S, S] -> float32 features [N, 2048].
 
 The fast path exports the backbone once with paddle.jit.save into a cache folder keyed by the
-weights' content, then runs it through paddle.inference (oneDNN on CPU, GPU and optionally
-TensorRT on CUDA builds). Dygraph is the fallback, and what tests compare against.
+weights' content and the precision, then runs it through paddle.inference (oneDNN on CPU, GPU and
+optionally TensorRT on CUDA builds). Dygraph is the fallback, and what tests compare against.
+
+Precision (INFER.precision): fp32; bf16 (oneDNN bfloat16 kernels, or a GPU's, on the same
+exported program); int8 (a copy quantised by post-training quantisation on frames of the user's
+own videos: `bash run.sh calibrate`, see quantize_int8).
 """
 import hashlib
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import numpy as np
 import paddle
 
+from core.errors import InputError
+from core.fsutil import atomic_open
 from core.log import log
 
 from .resnet import ResNet
@@ -21,6 +30,16 @@ from .weights import load_weights
 DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "videotag", "extractor")
 INPUT_NAME = "images"
 RANDOM_INIT_SEED = 0
+
+PRECISIONS = ("fp32", "bf16", "int8")
+# What extraction.json records: fp32 keeps the name older records have, so their features stay valid.
+RECORDED_PRECISION = {"fp32": "float32", "bf16": "bfloat16", "int8": "int8"}
+# CPU features (/proc/cpuinfo flags) that make a precision worth running: oneDNN has bf16 and
+# int8 kernels without them too, but they emulate and run slower than fp32.
+CPU_FLAGS_NEEDED = {"bf16": ("avx512_bf16", "amx_bf16"), "int8": ("avx512_vnni", "avx_vnni", "amx_int8")}
+CALIBRATION_FRAMES = "calibration.npy"
+CALIBRATION_RECORD = "calibration.json"
+CALIBRATION_BATCH = 8
 
 
 def build_model(depth=101, weights=None):
@@ -55,14 +74,58 @@ def model_file(prefix):
     raise FileNotFoundError(f"no {prefix}.json or {prefix}.pdmodel")
 
 
+def cpu_flags():
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return set()
+
+
+def inference_device():
+    """Where paddle.inference runs: the current GPU on CUDA builds, else the CPU."""
+    return paddle.get_device() if paddle.device.is_compiled_with_cuda() else "cpu"
+
+
+def check_precision(precision, device="cpu", backend="inference", where=None):
+    """Refuse, in one line and before any compute, a precision this machine cannot run well."""
+    if precision not in PRECISIONS:
+        raise InputError(f"precision '{precision}' is not one of {', '.join(PRECISIONS)}", where)
+    if precision == "fp32":
+        return
+    if backend != "inference":
+        raise InputError(f"precision {precision} runs through paddle.inference: drop --extractor_backend "
+                         f"{backend}", where)
+    if device.startswith("gpu"):
+        if precision == "int8":
+            raise InputError("int8 is calibrated for the CPU (oneDNN): on a GPU use bf16 or fp32", where)
+        major, minor = paddle.device.cuda.get_device_capability()
+        if major < 8:
+            raise InputError(f"bf16 needs a GPU of compute capability 8.0 or newer; this one is {major}.{minor}: "
+                             "use fp32", where)
+        return
+    if not cpu_flags() & set(CPU_FLAGS_NEEDED[precision]):
+        raise InputError(f"this CPU has no {' or '.join(CPU_FLAGS_NEEDED[precision])} (see /proc/cpuinfo), "
+                         f"so {precision} would run slower than fp32: use fp32", where)
+
+
 class InferenceBackbone:
     backend = "inference"
 
-    def __init__(self, model_prefix, device="cpu", use_tensorrt=False, max_batch=32, image_size=224):
+    def __init__(self, model_prefix, device="cpu", use_tensorrt=False, max_batch=32, image_size=224,
+                 precision="fp32"):
         config = paddle.inference.Config(model_file(model_prefix), model_prefix + ".pdiparams")
+        self.precision = precision
         if device.startswith("gpu"):
             device_id = int(device.partition(":")[2] or 0)
-            config.enable_use_gpu(512, device_id)
+            if precision == "bf16":
+                config.enable_use_gpu(512, device_id, paddle.inference.PrecisionType.Bfloat16)
+            else:
+                config.enable_use_gpu(512, device_id)
             if use_tensorrt:
                 config.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=max_batch,
                                               min_subgraph_size=3, use_static=False,
@@ -74,6 +137,10 @@ class InferenceBackbone:
             config.disable_gpu()
             config.enable_mkldnn()
             config.set_mkldnn_cache_capacity(4)  # full and last partial batch shapes
+            if precision == "bf16":
+                config.enable_mkldnn_bfloat16()
+            elif precision == "int8":
+                config.enable_mkldnn_int8()  # turns the quantised program's fake-quant ops into int8 kernels
             config.set_cpu_math_library_num_threads(os.cpu_count() or 1)
         config.disable_glog_info()
         self.predictor = paddle.inference.create_predictor(config)
@@ -98,43 +165,152 @@ def weights_digest(weights):
     return digest.hexdigest()
 
 
-def export_model(model, weights, image_size, cache_dir=None):
-    """Export `model` once per (weights, depth, size, paddle version); return the model path prefix."""
+def cache_key(depth, weights, image_size, precision="fp32"):
+    """Names an exported backbone: weights, depth, size, paddle version and precision."""
+    return f"resnet{depth}-{image_size}-{weights_digest(weights)}-paddle{paddle.__version__}-{precision}"
+
+
+def save_inference_program(model, prefix, image_size):
+    spec = paddle.static.InputSpec([None, 3, image_size, image_size], "float32", INPUT_NAME)
+    # jit.save with a spec leaves `model` plain dygraph (to_static would convert it in place).
+    paddle.jit.save(model, prefix, input_spec=[spec])
+
+
+def publish(staging, folder, replace=False):
+    """Rename a finished staging folder into place: concurrent processes never see half of one."""
+    if replace and os.path.exists(folder):
+        old = tempfile.mkdtemp(prefix=".old.", dir=os.path.dirname(folder))
+        os.rename(folder, os.path.join(old, "x"))
+        shutil.rmtree(old, ignore_errors=True)
+    try:
+        os.rename(staging, folder)
+    except OSError:  # another process got there first
+        pass
+
+
+def export_model(model, weights, image_size, cache_dir=None, precision="fp32"):
+    """Export `model` once per cache_key (fp32 or bf16); return the model path prefix."""
     cache_dir = cache_dir or DEFAULT_CACHE_DIR
-    key = f"resnet{model.depth}-{image_size}-{weights_digest(weights)}-paddle{paddle.__version__}"
+    key = cache_key(model.depth, weights, image_size, precision)
     folder = os.path.join(cache_dir, key)
     prefix = os.path.join(folder, "backbone")
     if os.path.exists(prefix + ".pdiparams"):
         return prefix
     os.makedirs(cache_dir, exist_ok=True)
-    # Export into a private folder and rename it into place: concurrent processes never see half.
     staging = tempfile.mkdtemp(prefix=f".{key}.", dir=cache_dir)
     try:
-        spec = paddle.static.InputSpec([None, 3, image_size, image_size], "float32", INPUT_NAME)
-        # jit.save with a spec leaves `model` plain dygraph (to_static would convert it in place).
-        paddle.jit.save(model, os.path.join(staging, "backbone"), input_spec=[spec])
-        try:
-            os.rename(staging, folder)
-        except OSError:  # another process got there first
-            pass
+        save_inference_program(model, os.path.join(staging, "backbone"), image_size)
+        publish(staging, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log.info("exported the backbone for paddle.inference to %s", folder)
     return prefix
 
 
+def int8_folder(depth, weights, image_size, cache_dir=None):
+    return os.path.join(cache_dir or DEFAULT_CACHE_DIR, cache_key(depth, weights, image_size, "int8"))
+
+
+def read_calibration(depth, weights, image_size, cache_dir=None):
+    """The record of the int8 model calibrated for these weights and settings; refuses when there is none."""
+    folder = int8_folder(depth, weights, image_size, cache_dir)
+    try:
+        with open(os.path.join(folder, CALIBRATION_RECORD)) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise InputError(f"no int8 backbone calibrated for these weights and a {image_size}px crop yet: run "
+                         "`bash run.sh calibrate --video_path YOUR_VIDEOS` (same --extractor_weights, config "
+                         "and --cache_dir) first", folder) from None
+
+
+def quantize_int8(depth, weights, image_size, frames, cache_dir=None, sources=()):
+    """Quantise the backbone to int8 with Paddle's post-training quantisation, its activation
+    ranges measured on `frames` (normalised float32 [N, 3, S, S] from the user's videos); cache it
+    (replacing an older calibration) and return its record."""
+    frames = np.ascontiguousarray(frames, dtype="float32")
+    folder = int8_folder(depth, weights, image_size, cache_dir)
+    os.makedirs(os.path.dirname(folder), exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".int8.", dir=os.path.dirname(folder))
+    try:
+        np.save(os.path.join(staging, CALIBRATION_FRAMES), frames)
+        # Paddle's quantisation passes work on the old program format: Paddle 3 writes it only when
+        # PIR is off from the start, so the work runs in a child process (Paddle 2.6 ignores the flag).
+        env = dict(os.environ, FLAGS_enable_pir_api="0")
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        child = subprocess.run([sys.executable, "-m", "extractor.predictor", "quantize", staging, str(depth),
+                                weights or "", str(image_size)], env=env, capture_output=True, text=True)
+        if child.returncode != 0:
+            raise RuntimeError(f"int8 quantisation failed:\n{child.stderr[-3000:]}")
+        os.remove(os.path.join(staging, CALIBRATION_FRAMES))
+        record = {"frames": len(frames), "digest": hashlib.blake2b(frames.tobytes(), digest_size=8).hexdigest(),
+                  "videos": list(sources), "algo": "hist", "paddle": paddle.__version__}
+        with atomic_open(os.path.join(staging, CALIBRATION_RECORD)) as f:
+            json.dump(record, f, indent=2)
+        publish(staging, folder, replace=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("int8 backbone calibrated on %d frames, cached in %s", len(frames), folder)
+    return record
+
+
+class CalibrationBatches(paddle.io.DataLoader):
+    """The calibration frames as the feeds PostTrainingQuantization runs. A DataLoader only because
+    Paddle 2.6 accepts nothing else (it calls it and takes len(); Paddle 3 takes any callable)."""
+
+    def __init__(self, frames):  # noqa: the DataLoader machinery is not needed
+        self.frames = frames
+
+    def __len__(self):
+        return -(-len(self.frames) // CALIBRATION_BATCH)
+
+    def __call__(self):
+        for start in range(0, len(self.frames), CALIBRATION_BATCH):
+            yield {INPUT_NAME: self.frames[start:start + CALIBRATION_BATCH]}
+
+
+def _quantize_here(folder, depth, weights, image_size):
+    """The child of quantize_int8 (PIR off): fp32 program -> int8 program in `folder`."""
+    from paddle.static.quantization import PostTrainingQuantization  # only here: it needs static mode
+
+    save_inference_program(build_model(depth, weights or None), os.path.join(folder, "fp32", "backbone"), image_size)
+    frames = np.load(os.path.join(folder, CALIBRATION_FRAMES))
+    paddle.enable_static()
+    batches = CalibrationBatches(frames)
+    quantizer = PostTrainingQuantization(
+        executor=paddle.static.Executor(paddle.CPUPlace()), model_dir=os.path.join(folder, "fp32"),
+        model_filename="backbone.pdmodel", params_filename="backbone.pdiparams", data_loader=batches,
+        batch_nums=len(batches), algo="hist", quantizable_op_type=["conv2d", "matmul_v2"],
+        onnx_format=False)
+    quantizer.quantize()
+    quantizer.save_quantized_model(folder, model_filename="backbone.pdmodel", params_filename="backbone.pdiparams")
+    shutil.rmtree(os.path.join(folder, "fp32"))
+
+
 def create_backbone(depth=101, weights=None, image_size=224, backend="inference", cache_dir=None,
-                    max_batch=32, use_tensorrt=False, model=None):
-    """A callable backbone. backend "inference" falls back to dygraph, with a warning, when
-    export or predictor creation fails."""
+                    max_batch=32, use_tensorrt=False, model=None, precision="fp32"):
+    """A callable backbone. backend "inference" falls back to dygraph, with a warning, when export
+    or predictor creation fails (in fp32 only: a reduced precision that cannot run is an error)."""
+    device = inference_device()
+    check_precision(precision, device, backend)
+    if precision == "int8":
+        read_calibration(depth, weights, image_size, cache_dir)  # refuses when not calibrated
+        prefix = os.path.join(int8_folder(depth, weights, image_size, cache_dir), "backbone")
+        return InferenceBackbone(prefix, device, use_tensorrt, max_batch, image_size, precision)
     model = model if model is not None else build_model(depth, weights)
     if backend == "dygraph":
         return DygraphBackbone(model)
     try:
-        prefix = export_model(model, weights, image_size, cache_dir)
-        device = paddle.get_device() if paddle.device.is_compiled_with_cuda() else "cpu"
-        return InferenceBackbone(prefix, device, use_tensorrt, max_batch, image_size)
+        prefix = export_model(model, weights, image_size, cache_dir, precision)
+        return InferenceBackbone(prefix, device, use_tensorrt, max_batch, image_size, precision)
     except Exception as err:  # any export/inference failure: still extract, only slower
+        if precision != "fp32":
+            raise
         log.warning("paddle.inference unavailable (%s: %s); falling back to dygraph, which is slower",
                     type(err).__name__, err)
         return DygraphBackbone(model)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["quantize"]:  # quantize_int8's child process
+        _quantize_here(sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]))

@@ -1,4 +1,6 @@
 """Which frames to take from a video, and how to turn them into network input (VideoTag's rule)."""
+import bisect
+
 import cv2
 import numpy as np
 from PIL import Image
@@ -11,6 +13,12 @@ from core.errors import InputError
 #                VideoTag's heads were trained on these features.
 #   keep_aspect  the short side scaled to short_size, aspect ratio kept (cv2 bilinear).
 RESIZE_MODES = ("videotag", "keep_aspect")
+# INFER.sampling: which frame stands for a segment.
+#   uniform   its middle frame (VideoTag): a seek decodes from the keyframe before it, up to a
+#             whole group of pictures (250 frames between keyframes is common).
+#   keyframe  the keyframe nearest to its middle: one frame decoded per segment, but a frame up to
+#             half a GOP away, and segments between the same two keyframes share a frame.
+SAMPLING_MODES = ("uniform", "keyframe")
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype="float32")
 STD = np.array([0.229, 0.224, 0.225], dtype="float32")
@@ -27,6 +35,23 @@ def segment_middles(num_frames, seg_num):
         return [i % num_frames for i in range(seg_num)]
     step = num_frames // seg_num
     return [(step - 1) // 2 + i * step for i in range(seg_num)]
+
+
+def nearest_keyframes(middles, key_indices):
+    """For each frame index in `middles`, the nearest of the sorted `key_indices` (the earlier on a tie)."""
+    if not key_indices:
+        raise ValueError("a video without keyframes has nothing to sample")
+    nearest = []
+    for index in middles:
+        after = bisect.bisect_left(key_indices, index)
+        candidates = key_indices[max(0, after - 1):after + 1]
+        nearest.append(min(candidates, key=lambda key: (abs(key - index), key)))
+    return nearest
+
+
+def check_sampling_mode(mode, where=None):
+    if mode not in SAMPLING_MODES:
+        raise InputError(f"sampling '{mode}' is not one of {', '.join(SAMPLING_MODES)}", where)
 
 
 def check_resize_mode(mode, where=None):

@@ -13,7 +13,7 @@ import cv2
 import decord
 import numpy as np
 
-from .sampling import crop_frames, segment_middles
+from .sampling import crop_frames, nearest_keyframes, segment_middles
 
 DECODE_CHUNK = 16  # full-resolution frames held at once (about 100 MB at 1080p)
 # Frames a complete video may lack against its container's count (edit lists, a dropped last frame).
@@ -239,8 +239,19 @@ def decode_crops(reader, distinct, short_size, target_size, resize):
     return crop_of
 
 
-def read_sampled_crops(path, seg_num, short_size, target_size, resize="videotag", accept_partial=False):
-    """Return (uint8 RGB crops [seg_num, target, target, 3], info) for the segment-middle frames.
+def sampled_indices(reader, frame_count, seg_num, sampling="uniform"):
+    """The frame standing for each segment (see sampling.SAMPLING_MODES)."""
+    middles = segment_middles(frame_count, seg_num)
+    if sampling != "keyframe":
+        return middles
+    keys = [int(k) for k in reader.get_key_indices() if k < frame_count]
+    return nearest_keyframes(middles, keys or [0])  # an index without keyframes: the first frame is one
+
+
+def read_sampled_crops(path, seg_num, short_size, target_size, resize="videotag", accept_partial=False,
+                       sampling="uniform"):
+    """Return (uint8 RGB crops [seg_num, target, target, 3], info) for the segment-middle frames
+    (or, with sampling "keyframe", the keyframes nearest to them).
 
     info: source path, fps, frame_count, the sampled frame indices, their start times in seconds
     (`times`, from the container: right for variable frame rates) and `duration` in seconds.
@@ -254,7 +265,7 @@ def read_sampled_crops(path, seg_num, short_size, target_size, resize="videotag"
     else:
         check_complete(path, reader, frame_count)
     while True:
-        indices = segment_middles(frame_count, seg_num)
+        indices = sampled_indices(reader, frame_count, seg_num, sampling)
         try:
             crop_of = decode_crops(reader, sorted(set(indices)), short_size, target_size, resize)
             break

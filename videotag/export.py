@@ -16,11 +16,11 @@ from paddle.static import InputSpec
 
 from core.checkpoint import build_with_weights
 from core.config import load_config
-from core.errors import exit_on_input_error
+from core.errors import InputError, exit_on_input_error
 from core.fsutil import atomic_open
 from core.log import log
 from extractor.cli import DEFAULT_CONFIG
-from extractor.predictor import INPUT_NAME, build_model
+from extractor.predictor import INPUT_NAME, build_model, check_precision, inference_device
 
 from . import cli
 from .heads import MANIFEST, check_head_takes_extractor_features
@@ -41,7 +41,18 @@ def export_head(head, model_cfg, prefix):
     paddle.jit.save(paddle.jit.to_static(head, input_spec=head_input_spec(model_cfg), full_graph=True), prefix)
 
 
+def check_exportable_precision(extractor_cfg):
+    """fp32 and bf16 share the exported program (bf16 is switched on where it runs, from
+    export.json); the int8 program lives in the calibration cache and is not exported."""
+    precision = str(extractor_cfg.INFER.get("precision", "fp32"))
+    check_precision(precision, inference_device(), "inference", extractor_cfg.path)
+    if precision == "int8":
+        raise InputError("int8 backbones are not exported: export with --precision fp32 or bf16, or tag with "
+                         "--extractor_weights and --precision int8 (after bash run.sh calibrate)", extractor_cfg.path)
+
+
 def export(args, cfg, task, extractor_cfg):
+    check_exportable_precision(extractor_cfg)
     os.makedirs(args.save_dir, exist_ok=True)
     head = build_with_weights(task, args.weights)  # sets the MODEL switches the weights need
     head.eval()
@@ -59,8 +70,8 @@ def export(args, cfg, task, extractor_cfg):
                 "paddle": paddle.__version__}
     with atomic_open(os.path.join(args.save_dir, MANIFEST)) as f:
         json.dump(manifest, f, indent=2)
-    log.info("exported %s and the ResNet-%d backbone (%dx%d crops) to %s", task.model_name,
-             extractor_cfg.MODEL.num_layers, size, size, args.save_dir)
+    log.info("exported %s and the ResNet-%d backbone (%dx%d crops, %s) to %s", task.model_name,
+             extractor_cfg.MODEL.num_layers, size, size, extractor_cfg.INFER.get("precision", "fp32"), args.save_dir)
 
 
 @exit_on_input_error

@@ -164,7 +164,7 @@ def tag_videos(args):
         check_writable(args.save_dir)
     dist.barrier()
     dist.check_shared_dir(args.save_dir)  # several nodes: every rank's journal goes to one folder
-    features = feature_settings(extractor_cfg, settings, *backbone_identity(args, manifest))
+    features = feature_settings(extractor_cfg, settings, *backbone_identity(args, manifest), args.cache_dir)
     check_run_settings(args.save_dir, run_settings(args, cfg, features, topk, manifest), args.restart)
     if store is not None:
         reconcile_store(store, features, False, len(videos))
@@ -227,7 +227,7 @@ def build_models(args, cfg, task, extractor_cfg, settings, manifest, device):
         device = paddle.get_device() if device.startswith("gpu") else "cpu"
         backbone = InferenceBackbone(os.path.join(args.inference_dir, manifest["backbone"]), device,
                                      bool(extractor_cfg.INFER.get("use_tensorrt", False)),
-                                     settings.batch_size, settings.target_size)
+                                     settings.batch_size, settings.target_size, settings.precision)
         head = InferenceHead(os.path.join(args.inference_dir, manifest["head"]), cfg.MODEL.feature_names, device)
         return backbone, head
     backbone = backbone_from_config(extractor_cfg, args.extractor_weights, args.extractor_backend, args.cache_dir)
