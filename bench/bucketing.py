@@ -2,10 +2,10 @@
 of 150-300 frames at the reference shapes (2048-d, batch 32, 3396 classes), in interleaved rounds so
 both see the same machine load.
 
-    .venv/bin/python bench/bucketing.py [--videos 256] [--steps 6] [--rounds 3]
+    .venv/bin/python bench/bucketing.py [--videos 256] [--rounds 3]
 
-Each round trains `steps` steps of each setting from the same start (the epoch's first batches),
-timing the steps only (files are read before the clock starts).
+Each round trains one epoch (the same videos) of each setting, their steps taken in turn, timing the
+steps only (files are read before the clock starts).
 """
 import argparse
 import os
@@ -38,42 +38,36 @@ def write_features(folder, videos, shortest, longest, dim=2048, num_classes=3396
     return path
 
 
-def first_batches(task, steps):
-    source = task.source("train")
-    batches, padded, real = [], 0, 0
-    for batch in source.batches(shuffle=True, drop_last=True, epoch=0, seed=0):
-        padded += batch.mask.size
-        real += int(batch.mask.sum())
-        if len(batches) < steps:
-            batches.append(batch)
-    return batches, padded, real
+def epoch_batches(task):
+    """The first epoch's training batches, and the frames computed (padded) and real in them."""
+    batches = list(task.source("train").batches(shuffle=True, drop_last=True, epoch=0, seed=0))
+    return batches, sum(b.mask.size for b in batches), int(sum(b.mask.sum() for b in batches))
 
 
-def timed_steps(task, batches):
-    """videos/s of training steps on `batches` (the trainer's step: loss x batch_loss scale, RMSProp)."""
-    paddle.seed(0)
-    model = task.build_model()
-    model.train()
-    optimizer = build_optimizer(task.cfg.TRAIN, model)
-    scale = batch_loss_scale(task.cfg.TRAIN)
+class Stepper:
+    """One model and optimizer taking the trainer's steps (loss x batch_loss scale, RMSProp)."""
 
-    def step(batch):
-        loss = task.loss(task.forward(model, batch), batch) * scale
+    def __init__(self, task):
+        paddle.seed(0)
+        self.task = task
+        self.model = task.build_model()
+        self.model.train()
+        self.optimizer = build_optimizer(task.cfg.TRAIN, self.model)
+        self.scale = batch_loss_scale(task.cfg.TRAIN)
+
+    def step(self, batch):
+        """Seconds for one training step."""
+        start = time.perf_counter()
+        loss = self.task.loss(self.task.forward(self.model, batch), batch) * self.scale
         loss.backward()
-        optimizer.step()
-        optimizer.clear_grad()
-
-    step(batches[0])  # warm-up: allocation and kernel selection (not timed)
-    start = time.perf_counter()
-    for batch in batches[1:]:
-        step(batch)
-    return sum(len(b.names) for b in batches[1:]) / (time.perf_counter() - start)
+        self.optimizer.step()
+        self.optimizer.clear_grad()
+        return time.perf_counter() - start
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--shortest", type=int, default=150)
     parser.add_argument("--longest", type=int, default=300)
@@ -84,11 +78,17 @@ def main():
         for bucket in (0, 8):
             overrides = [f"TRAIN.filelist={list_path}", "TRAIN.batch_size=32", f"TRAIN.bucket_batches={bucket}"]
             task = make_task("AttentionLSTM", load_config(default_config_path("AttentionLSTM"), overrides))
-            settings[bucket] = (task, *first_batches(task, args.steps + 1))
+            settings[bucket] = (Stepper(task), *epoch_batches(task))
+        for stepper, batches, _, _ in settings.values():
+            stepper.step(batches[0])  # warm-up: allocation and kernel selection (not timed)
         rates = {bucket: [] for bucket in settings}
-        for round_no in range(args.rounds):
-            for bucket, (task, batches, _, _) in settings.items():
-                rates[bucket].append(timed_steps(task, batches))
+        for round_no in range(args.rounds):  # one epoch of each, step by step in turn: the same load
+            seconds = {bucket: 0.0 for bucket in settings}
+            for i in range(len(settings[0][1])):
+                for bucket, (stepper, batches, _, _) in settings.items():
+                    seconds[bucket] += stepper.step(batches[i])
+            for bucket, (_, batches, _, _) in settings.items():
+                rates[bucket].append(sum(len(b.names) for b in batches) / seconds[bucket])
             print(f"round {round_no + 1}: " + ", ".join(f"bucket_batches {b}: {r[-1]:.2f} videos/s"
                                                       for b, r in rates.items()), flush=True)
     print(f"\nAttentionLSTM training, {args.shortest}-{args.longest} frames, 2048-d, batch 32, 3396 classes; "

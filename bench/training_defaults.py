@@ -24,14 +24,11 @@ import numpy as np  # noqa: E402
 
 from bench.order_tasks import order_blind_baseline, train_and_score, write_task  # noqa: E402
 
-# What a user would set after a sweep: the hand-tuned runs (found on seed 0, size 1200).
-TUNED = {"AttentionLSTM": ["TRAIN.learning_rate=0.001", "TRAIN.reference_batch_size=32", "TRAIN.epoch=40",
-                           "TRAIN.lr_schedule=cosine", "TRAIN.warmup_steps=100", "TRAIN.patience=0",
-                           "MODEL.drop_rate=0.2"],
-         "AttentionCluster": ["TRAIN.learning_rate=0.003", "TRAIN.reference_batch_size=32", "TRAIN.epoch=40",
-                              "TRAIN.lr_schedule=cosine", "TRAIN.warmup_steps=100", "TRAIN.patience=0"],
-         "NeXtVLAD": ["TRAIN.learning_rate=0.003", "TRAIN.reference_batch_size=32", "TRAIN.epoch=40",
-                      "TRAIN.lr_schedule=cosine", "TRAIN.warmup_steps=100", "TRAIN.patience=0"]}
+# The shipped defaults with 3x the learning rate: the best of a 3-point sweep (3e-4, 1e-3, 3e-3 for batch
+# 32) of AttentionLSTM on seed 0 (validation GAP 0.873, 0.905, 0.928); the same multiple for the others.
+TUNED = {head: ["TRAIN.learning_rate=0.003", "TRAIN.reference_batch_size=32", "TRAIN.lr_schedule=cosine",
+                "TRAIN.warmup_steps=100", "TRAIN.epoch=10", "TRAIN.min_steps=1000"]
+         for head in ("AttentionLSTM", "AttentionCluster", "NeXtVLAD")}
 # The recipe VideoTag shipped, at batch 32 (its rate was for 128; a user copying it keeps 1.25e-4).
 VIDEOTAG = {"AttentionLSTM": ["TRAIN.learning_rate=0.000125", "TRAIN.epoch=12"]}
 
