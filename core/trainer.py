@@ -227,9 +227,13 @@ def read_metrics(path):
 def draw_curves(records, path, title):
     """Train loss and every validation metric against the epoch, one panel each, to a png."""
     panels = [key for key in records[0] if key == "train_loss" or key.startswith("valid_")]
-    figure, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.8), squeeze=False)
+    columns = min(3, len(panels))
+    rows = -(-len(panels) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.6 * rows), squeeze=False)
     epochs = [r["epoch"] for r in records]
-    for axis, key in zip(axes[0], panels):
+    for axis in axes.flat[len(panels):]:
+        axis.set_visible(False)
+    for axis, key in zip(axes.flat, panels):
         axis.plot(epochs, [r.get(key, float("nan")) for r in records], marker="o", markersize=3)
         axis.set_title(key.replace("_", " "), fontsize=9)
         axis.set_xlabel("epoch", fontsize=8)
