@@ -24,7 +24,7 @@ NUM_EVENTS = 4
 DIM = 64
 # Model widths cut down for CPU time; every TRAIN key stays at the shipped default unless overridden.
 SMALL = {"AttentionLSTM": ["MODEL.embedding_size=128", "MODEL.lstm_size=64", "MODEL.hidden_sizes=[256, 128]"],
-         "AttentionCluster": ["MODEL.cluster_nums=16", "MODEL.seg_num=24", "MODEL.hidden_sizes=[256]"],
+         "AttentionCluster": ["MODEL.cluster_nums=16", "MODEL.seg_num=24", "MODEL.hidden_sizes=[256, 256]"],
          "NeXtVLAD": ["MODEL.cluster_size=32", "MODEL.groups=4", "MODEL.hidden_size=256"]}
 TINY = {"AttentionLSTM": ["MODEL.embedding_size=32", "MODEL.lstm_size=32", "MODEL.hidden_sizes=[64, 32]"]}  # tests
 

@@ -3,6 +3,7 @@ against a hand-tuned run and an order-blind baseline, on the order/presence task
 bench/order_tasks.py, over several seeds and training-set sizes.
 
     .venv/bin/python bench/training_defaults.py [--seeds 0 1 2] [--sizes 600 1200] [--out docs/training_defaults.png]
+    .venv/bin/python bench/training_defaults.py --from_rows rows*.jsonl   # summarise runs made in parts
 
 Prints one row per (head, run, size, seed) and a summary; draws the figure docs/TRAINING.md shows.
 """
@@ -103,7 +104,13 @@ def main():
     parser.add_argument("--sizes", nargs="+", type=int, default=[600, 1200])
     parser.add_argument("--out", default="docs/training_defaults.png")
     parser.add_argument("--rows", default="", help="also write the rows as JSON lines here")
+    parser.add_argument("--from_rows", nargs="+", default=[], help="no training: summarise and draw these rows")
     args = parser.parse_args()
+    if args.from_rows:
+        rows = [json.loads(line) for path in args.from_rows for line in open(path) if line.strip()]
+        summary(rows)
+        draw(rows, args.out)
+        return
     with tempfile.TemporaryDirectory() as folder:
         rows = study(args.heads, args.seeds, args.sizes, folder)
     if args.rows:
