@@ -414,7 +414,8 @@ class Trainer:
     def _stop_early(self, state, valid_source):
         """True when validation has not improved for TRAIN.patience epochs."""
         patience = self.task.cfg.TRAIN.get("patience") or 0
-        if not patience or valid_source is None or state["epoch"] - state.get("best_epoch", 0) < patience:
+        best_epoch = state.setdefault("best_epoch", state["epoch"])  # a checkpoint from before early stopping
+        if not patience or valid_source is None or state["epoch"] - best_epoch < patience:
             return False
         if dist.is_main():
             log.info("stopping early after epoch %d: validation %s has not improved for %d epochs (best %.4f "
