@@ -25,8 +25,9 @@ import numpy as np  # noqa: E402
 
 from bench.order_tasks import order_blind_baseline, train_and_score, write_task  # noqa: E402
 
-# The shipped defaults with 3x the learning rate: the best of a 3-point sweep (3e-4, 1e-3, 3e-3 for batch
-# 32) of AttentionLSTM on seed 0 (validation GAP 0.873, 0.905, 0.928); the same multiple for the others.
+# The shipped defaults at learning_rate 3e-3 (for batch 32): the best of a sweep of AttentionLSTM on seed 0
+# (validation GAP 0.873, 0.905, 0.928 at 3e-4, 1e-3, 3e-3); AttentionLSTM ships 2e-3 (test GAP within
+# 0.012 of 3e-3 on every seed), the others 1e-3. "lr 1e-3" rows: AttentionLSTM's previous candidate.
 TUNED = {head: ["TRAIN.learning_rate=0.003", "TRAIN.reference_batch_size=32", "TRAIN.lr_schedule=cosine",
                 "TRAIN.warmup_steps=100", "TRAIN.epoch=10", "TRAIN.min_steps=1000"]
          for head in ("AttentionLSTM", "AttentionCluster", "NeXtVLAD")}
@@ -43,7 +44,7 @@ def study(heads, seeds, sizes, folder):
                              **order_blind_baseline(paths)))
             print(json.dumps(rows[-1]), flush=True)
             for head in heads:
-                runs = {"shipped": [], "tuned": TUNED[head]}
+                runs = {"shipped": [], "lr 3e-3": TUNED[head]}
                 if head in VIDEOTAG:
                     runs["videotag"] = VIDEOTAG[head]
                 for run, overrides in runs.items():
@@ -73,8 +74,8 @@ def summary(rows):
 def draw(rows, path):
     heads = [h for h in dict.fromkeys(r["head"] for r in rows) if h != "order-blind"]
     sizes = sorted({r["size"] for r in rows})
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    runs = ["shipped", "tuned", "videotag"]
+    figure, axes = plt.subplots(1, 2, figsize=(12, 3.6))
+    runs = ["shipped", "lr 1e-3", "lr 3e-3", "videotag"]
     width = 0.8 / (len(heads) * len(runs) + 1)
     for axis, metric in zip(axes, ["gap", "order_ap"]):
         slot = 0
@@ -84,15 +85,16 @@ def draw(rows, path):
                                  [np.nan]) for s in sizes]
                 if np.all(np.isnan(means)):
                     continue
-                axis.bar(np.arange(len(sizes)) + slot * width, means, width, label=f"{head} {run}")
+                axis.bar(np.arange(len(sizes)) + slot * width, means, width, label=f"{head} {run}",
+                         color=plt.cm.tab10(slot))
                 slot += 1
         blind = [np.mean([r[metric] for r in rows if r["head"] == "order-blind" and r["size"] == s]) for s in sizes]
-        axis.bar(np.arange(len(sizes)) + slot * width, blind, width, label="order-blind baseline", color="grey")
+        axis.bar(np.arange(len(sizes)) + slot * width, blind, width, label="order-blind baseline", color="black")
         axis.set_xticks(np.arange(len(sizes)) + slot * width / 2, [f"{s} training sequences" for s in sizes])
         axis.set_ylabel({"gap": "test GAP", "order_ap": "test mAP of the order labels"}[metric])
         axis.set_ylim(0, 1)
         axis.grid(axis="y", alpha=0.3)
-    axes[1].legend(fontsize=7, loc="lower right")
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
     figure.tight_layout()
     figure.savefig(path, dpi=100)
 
