@@ -49,7 +49,12 @@ MINIMUM = {"batch_size": (1, True), "epoch": (1, True), "learning_rate": (0, Tru
            "weight_decay": (0, True), "decay_gamma": (0, False), "drop_rate": (0, True),
            "num_samples": (0, True), "decay_examples": (1, True), "momentum": (0, True),
            "embedding_size": (1, True), "lstm_size": (1, True), "cluster_nums": (1, True),
-           "cluster_size": (1, True), "groups": (1, True), "hidden_size": (1, True), "topk": (1, True)}
+           "cluster_size": (1, True), "groups": (1, True), "hidden_size": (1, True), "topk": (1, True),
+           "reference_batch_size": (0, True), "warmup_steps": (0, True), "min_steps": (0, True),
+           "patience": (0, True), "bucket_batches": (0, True)}
+# The schedule each head's own recipe used (VideoTag's, or the paper's): a config that names its
+# learning_rate but no lr_schedule gets it, so old configs train as they did (see derive_recipe).
+RECIPE_SCHEDULE = {"AttentionLSTM": "piecewise", "AttentionCluster": "constant", "NeXtVLAD": "exponential"}
 _logged_ignored = set()  # (config path, "SECTION.key") already named in the log: once per process
 
 
@@ -112,6 +117,7 @@ def load_config(path, overrides=(), reference=None):
         for key in values:
             values[key] = checked_value(section, key, values[key], schema[section][key], merge.origin_of(section, key))
     derive_videotag_keys(merge.sections, merge.videotag, merge.origin)
+    derive_recipe(merge.sections, merge.named(), path)
     return Config(merge.sections, path)
 
 
@@ -137,6 +143,10 @@ class Merge:
         self.origin = {}  # "TRAIN.epoch" -> the file or "-o" that set it: errors name it
         self.videotag = {}  # VideoTag-only TRAIN keys for derive_videotag_keys
         self.ignored = {}  # "TRAIN.use_gpu" -> why
+
+    def named(self):
+        """"SECTION.key" of the values a user's file or -o set (not the reference's defaults)."""
+        return {key for key, where in self.origin.items() if where != self.default_origin}
 
     def origin_of(self, section, key):
         return self.origin.get(f"{section}.{key}", self.default_origin)
@@ -262,6 +272,32 @@ def derive_videotag_keys(sections, videotag, origin):
         train["num_samples"] = int(total / train["batch_size"] + 1) * train["batch_size"]
     if "learning_rate_decay" in videotag and "decay_epochs" in train and "TRAIN.decay_epochs" not in origin:
         train["decay_epochs"] = [train["epoch"] / 3, train["epoch"] * 2 / 3]
+
+
+def derive_recipe(sections, named, path):
+    """The shipped TRAIN defaults (a learning rate for reference_batch_size, warm-up, cosine, min_steps)
+    are for a new label set. A config that names its own learning_rate keeps its recipe: the rate is
+    for its batch_size, without warm-up, on the head's own schedule; one that names its epoch count
+    trains exactly that many epochs. Keys it names itself win."""
+    train = sections["TRAIN"]
+    if "reference_batch_size" not in train:  # a model without these keys (an old reference)
+        return
+    given = {key.partition(".")[2] for key in named if key.startswith("TRAIN.")}
+    kept = []
+    if "learning_rate" in given:
+        defaults = {"reference_batch_size": train["batch_size"], "warmup_steps": 0}
+        if train.get("lr_schedule") == "cosine":
+            defaults["lr_schedule"] = RECIPE_SCHEDULE.get(sections["MODEL"].get("name"), "constant")
+        for key, value in defaults.items():
+            if key not in given and train[key] != value:
+                train[key] = value
+                kept.append(f"{key} {value}")
+    if "epoch" in given and "min_steps" not in given and train["min_steps"]:
+        train["min_steps"] = 0
+        kept.append("min_steps 0")
+    if kept:
+        log.info("%s names its own TRAIN.learning_rate/epoch: keeping its recipe (%s); name these keys to "
+                 "change them", path, ", ".join(kept))
 
 
 def save_config(cfg, folder):

@@ -16,26 +16,61 @@ A source may have check(index): raise InputError when item `index` is unusable; 
 every item of the TRAIN, VALID and TEST lists before the first step.
 """
 import glob
+import json
 import math
 import os
 import re
+import time
 
+import matplotlib
 import numpy as np
 import paddle
 from tqdm import tqdm
 
+matplotlib.use("Agg")  # files only: training runs on machines without a display
+import matplotlib.pyplot as plt  # noqa: E402
+
+try:  # optional: curves in VisualDL's format too when it is installed
+    from visualdl import LogWriter
+except ImportError:
+    LogWriter = None
+
 from . import checkpoint, dist
 from .config import save_config
 from .errors import InputError
-from .fsutil import atomic_path
+from .fsutil import atomic_open, atomic_path
 from .lists import read_ahead
 from .log import log
 
 
-def learning_rate(train_cfg, epoch, examples_seen):
-    """The learning rate for a step: a pure function of progress, so a resumed run follows it exactly."""
-    base, gamma = train_cfg["learning_rate"], train_cfg.get("decay_gamma", 0.1)
+def scaled_learning_rate(train_cfg):
+    """TRAIN.learning_rate is for a global batch of reference_batch_size (0: for batch_size itself);
+    the rate used scales linearly with the batch."""
+    reference = train_cfg.get("reference_batch_size") or train_cfg.batch_size
+    return train_cfg["learning_rate"] * train_cfg.batch_size / reference
+
+
+def warmup_length(train_cfg, total_steps):
+    """Steps of linear warm-up: TRAIN.warmup_steps, at most a tenth of a run (a short run still
+    spends most of its steps at the full rate)."""
+    steps = train_cfg.get("warmup_steps") or 0
+    return min(steps, total_steps // 10) if total_steps else steps
+
+
+def learning_rate(train_cfg, epoch, examples_seen, total_steps=None):
+    """The learning rate for a step: a pure function of progress, so a resumed run follows it exactly.
+    total_steps (the planned run) sets the cosine's length and caps the warm-up."""
+    base, gamma = scaled_learning_rate(train_cfg), train_cfg.get("decay_gamma", 0.1)
+    step = examples_seen // train_cfg.batch_size
+    warmup = warmup_length(train_cfg, total_steps)
+    if step < warmup:
+        base *= (step + 1) / (warmup + 1)
     schedule = train_cfg.get("lr_schedule", "constant")
+    if schedule == "cosine":  # from the full rate after warm-up down to 0 at the last planned step
+        if not total_steps:
+            return base
+        progress = min(1.0, max(0, step - warmup) / max(1, total_steps - warmup))
+        return base * 0.5 * (1 + math.cos(math.pi * progress))
     if schedule == "piecewise":
         # VideoTag counts an epoch as num_samples examples (its boundaries are in steps of the total batch)
         epoch_size = train_cfg.get("num_samples") or 0
@@ -45,7 +80,17 @@ def learning_rate(train_cfg, epoch, examples_seen):
         return base * gamma ** (examples_seen // train_cfg["decay_examples"])
     if schedule == "constant":
         return base
-    raise InputError(f"TRAIN.lr_schedule '{schedule}' is not one of piecewise, exponential, constant")
+    raise InputError(f"TRAIN.lr_schedule '{schedule}' is not one of cosine, piecewise, exponential, constant")
+
+
+def planned_epochs(train_cfg, steps_per_epoch):
+    """TRAIN.epoch, raised so the run makes at least TRAIN.min_steps optimizer steps (a small set
+    otherwise gets too few updates to learn)."""
+    min_steps = train_cfg.get("min_steps") or 0
+    return max(train_cfg.epoch, -(-min_steps // steps_per_epoch))
+
+
+SHORT_RUN_STEPS = 500  # fewer planned steps: the synthetic study (docs/TRAINING.md) did not converge
 
 
 # TRAIN.weight_decay_on: which parameters L2 (weight_decay) applies to, as VideoTag regularised each model.
@@ -93,7 +138,7 @@ def build_optimizer(train_cfg, model):
     """The optimizer of TRAIN.optimizer for `model` (a Layer; or a parameter list, all decayed)."""
     name = train_cfg["optimizer"]
     parameters, decay = parameter_groups(train_cfg, model)
-    common = dict(learning_rate=train_cfg["learning_rate"], parameters=parameters,
+    common = dict(learning_rate=scaled_learning_rate(train_cfg), parameters=parameters,
                   weight_decay=paddle.regularizer.L2Decay(decay) if decay else None)
     if name == "RMSProp":  # centered, with fluid's defaults, as VideoTag trained
         return paddle.optimizer.RMSProp(rho=0.95, epsilon=1e-6, centered=True, **common)
@@ -163,6 +208,71 @@ def check_sources(sources, num_workers):
                 progress.update(len(chunk))
 
 
+METRICS_FILE, CURVES_FILE, VISUALDL_DIR = "metrics.jsonl", "curves.png", "visualdl"
+
+
+def read_metrics(path):
+    """The epoch records of a metrics.jsonl (a line cut by a crash is skipped)."""
+    records = []
+    if os.path.isfile(path):
+        with open(path) as f:
+            for line in f:
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+    return records
+
+
+def draw_curves(records, path, title):
+    """Train loss and every validation metric against the epoch, one panel each, to a png."""
+    panels = [key for key in records[0] if key == "train_loss" or key.startswith("valid_")]
+    columns = min(3, len(panels))
+    rows = -(-len(panels) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.6 * rows), squeeze=False)
+    epochs = [r["epoch"] for r in records]
+    for axis in axes.flat[len(panels):]:
+        axis.set_visible(False)
+    for axis, key in zip(axes.flat, panels):
+        axis.plot(epochs, [r.get(key, float("nan")) for r in records], marker="o", markersize=3)
+        axis.set_title(key.replace("_", " "), fontsize=9)
+        axis.set_xlabel("epoch", fontsize=8)
+        axis.tick_params(labelsize=7)
+        axis.grid(alpha=0.3)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+    plt.close(figure)
+
+
+class TrainingCurves:
+    """Each epoch's record in <save_dir>/metrics.jsonl (rewritten whole, atomically; a resumed run
+    drops the records after the epoch it resumes from, so none is duplicated), drawn to curves.png,
+    and written for VisualDL when it is installed."""
+
+    def __init__(self, save_dir, model_name, resumed_after):
+        self.path = os.path.join(save_dir, METRICS_FILE)
+        self.png = os.path.join(save_dir, CURVES_FILE)
+        self.title = f"{model_name}: {save_dir}"
+        self.records = [r for r in read_metrics(self.path) if r.get("epoch", 0) <= resumed_after]
+        self.visualdl = LogWriter(logdir=os.path.join(save_dir, VISUALDL_DIR)) if LogWriter else None
+
+    def add(self, record):
+        self.records.append(record)
+        with atomic_open(self.path) as f:
+            f.writelines(json.dumps(r) + "\n" for r in self.records)
+        draw_curves(self.records, self.png, self.title)
+        if self.visualdl:
+            for key, value in record.items():
+                if key not in ("epoch", "step"):
+                    self.visualdl.add_scalar(tag=key, step=record["epoch"], value=value)
+
+    def close(self):
+        if self.visualdl:
+            self.visualdl.close()
+
+
 class Trainer:
     def __init__(self, task, save_dir, amp=False):
         self.task = task
@@ -211,6 +321,8 @@ class Trainer:
         train_source = task.source("train")
         valid_source = task.source("valid")
         steps = self._check_before_training(train_source, valid_source)
+        epochs = planned_epochs(train_cfg, steps)
+        total_steps = epochs * steps
         gradient_scale = batch_loss_scale(train_cfg)
         seed = train_cfg.get("seed", 0)
         pretrained = None
@@ -221,7 +333,7 @@ class Trainer:
         paddle.seed(seed)  # the same initial weights in every process and every run
         model = task.build_model()
         optimizer = build_optimizer(train_cfg, model)
-        state = {"epoch": 0, "examples_seen": 0, "best": -math.inf}
+        state = {"epoch": 0, "examples_seen": 0, "best": -math.inf, "best_epoch": 0}
         if resume:
             state = self._resume(model, optimizer, state)
         elif pretrain:
@@ -229,21 +341,27 @@ class Trainer:
                                      state=pretrained, partial=pretrain_partial)
         runner = paddle.DataParallel(model) if self.world > 1 else model
         scaler = paddle.amp.GradScaler() if self.amp else None
+        curves = TrainingCurves(self.save_dir, task.model_name, resumed_after=state["epoch"]) if dist.is_main() else None
         if dist.is_main():
             save_config(cfg, self.save_dir)  # eval, predict, tag and export read it beside the checkpoints
             log.info("training %s on %d videos (%d batches of %d per epoch, %d process(es), %s) into %s",
                      task.model_name, len(train_source), steps, train_cfg.batch_size, self.world,
                      self.device, self.save_dir)
-        for epoch in range(state["epoch"], train_cfg.epoch):
+            self._log_plan(epochs, steps, valid_source is not None)
+        for epoch in range(state["epoch"], epochs):
+            if self._stop_early(state, valid_source):
+                break
             paddle.seed(seed * 100003 + epoch * 1009 + self.rank)  # dropout: reproducible per epoch
             runner.train()
             losses = []
             batches = train_source.batches(self.rank, self.world, shuffle=True, drop_last=True,
                                            epoch=epoch, seed=seed)
-            progress = tqdm(batches, total=steps, desc=f"epoch {epoch + 1}/{train_cfg.epoch}",
+            progress = tqdm(batches, total=steps, desc=f"epoch {epoch + 1}/{epochs}",
                             disable=not dist.is_main(), leave=False)
+            started = time.perf_counter()
             for batch in progress:
-                optimizer.set_lr(learning_rate(train_cfg, epoch, state["examples_seen"]))
+                rate = learning_rate(train_cfg, epoch, state["examples_seen"], total_steps)
+                optimizer.set_lr(rate)
                 with paddle.amp.auto_cast(enable=self.amp):
                     loss = task.loss(task.forward(runner, batch), batch)
                 objective = loss * gradient_scale if gradient_scale != 1 else loss
@@ -257,11 +375,54 @@ class Trainer:
                 state["examples_seen"] += train_cfg.batch_size
                 losses.append(loss.item())
                 progress.set_postfix(loss=f"{losses[-1]:.4f}")
+            seconds = time.perf_counter() - started
             state["epoch"] = epoch + 1
             metrics = self.evaluate(model, "valid") if valid_source is not None else None
             self._end_epoch(model, optimizer, state, float(np.mean(losses)), metrics)
+            if curves:
+                curves.add({"epoch": state["epoch"], "step": state["examples_seen"] // train_cfg.batch_size,
+                            "lr": rate, "train_loss": float(np.mean(losses)),
+                            "videos_per_s": len(losses) * train_cfg.batch_size / seconds,
+                            **{f"valid_{k}": float(v) for k, v in (metrics or {}).items()}})
+        if curves:
+            curves.close()
         dist.barrier()
         return model
+
+    def _log_plan(self, epochs, steps, validated):
+        """One line on the schedule, and a warning when the run is too short to converge."""
+        train_cfg, total = self.task.cfg.TRAIN, epochs * steps
+        lr = scaled_learning_rate(train_cfg)
+        reference = train_cfg.get("reference_batch_size") or train_cfg.batch_size
+        log.info("%d epochs of %d steps (%d steps); learning rate %.3g (TRAIN.learning_rate %g for a batch of %d, "
+                 "x %d/%d), %s schedule, %d warm-up steps%s", epochs, steps, total, lr, train_cfg.learning_rate,
+                 reference, train_cfg.batch_size, reference, train_cfg.get("lr_schedule", "constant"),
+                 warmup_length(train_cfg, total), "" if epochs == train_cfg.epoch else
+                 f" (TRAIN.epoch {train_cfg.epoch} raised to reach TRAIN.min_steps {train_cfg.min_steps})")
+        if train_cfg.get("patience") and not validated:
+            log.info("no VALID.filelist: no early stopping (TRAIN.patience) and the last epoch is the best")
+        if total < SHORT_RUN_STEPS:
+            log.warning("only %d optimizer steps: probably too few to converge (the synthetic study in "
+                        "docs/TRAINING.md needed about %d); raise TRAIN.epoch or TRAIN.min_steps, or lower "
+                        "TRAIN.batch_size", total, SHORT_RUN_STEPS)
+        epoch_size = train_cfg.get("num_samples") or 0
+        if train_cfg.get("lr_schedule") == "piecewise" and train_cfg.decay_epochs:
+            first = min(train_cfg.decay_epochs) * (epoch_size or steps * train_cfg.batch_size)
+            if first >= total * train_cfg.batch_size:
+                log.warning("the learning rate never decays: the first decay point (%s examples) is after the "
+                            "run's %s examples", f"{int(first):,}", f"{total * train_cfg.batch_size:,}")
+
+    def _stop_early(self, state, valid_source):
+        """True when validation has not improved for TRAIN.patience epochs."""
+        patience = self.task.cfg.TRAIN.get("patience") or 0
+        best_epoch = state.setdefault("best_epoch", state["epoch"])  # a checkpoint from before early stopping
+        if not patience or valid_source is None or state["epoch"] - best_epoch < patience:
+            return False
+        if dist.is_main():
+            log.info("stopping early after epoch %d: validation %s has not improved for %d epochs (best %.4f "
+                     "at epoch %d, TRAIN.patience %d)", state["epoch"], self.task.best_metric, patience,
+                     state["best"], state["best_epoch"], patience)
+        return True
 
     def _check_before_training(self, train_source, valid_source):
         """Fail on bad input before any compute is spent; returns the steps per epoch."""
@@ -271,6 +432,7 @@ class Trainer:
             raise InputError(f"TRAIN.batch_size {cfg.TRAIN.batch_size} is more than the {len(train_source)} videos "
                              "of the training list: not one full batch", cfg.path)
         batch_loss_scale(cfg.TRAIN)
+        learning_rate(cfg.TRAIN, 0, 0)  # an unknown schedule fails now
         check_sources({"training": train_source, "validation": valid_source, "test": self._test_source()},
                       cfg.TRAIN.get("num_workers", 4))
         epoch_size = cfg.TRAIN.get("num_samples") or 0
@@ -294,6 +456,7 @@ class Trainer:
         improved = metrics is None or metrics[task.best_metric] > state["best"]
         if improved:
             state["best"] = metrics[task.best_metric] if metrics else state["best"]
+            state["best_epoch"] = state["epoch"]
         if not dist.is_main():
             return
         summary = f"epoch {state['epoch']}: train loss {train_loss:.4f}"

@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 
 from core.errors import InputError
-from core.lists import batch_count, list_entries, list_shares, read_ahead, resolve
+from core.lists import batch_count, list_entries, list_shares, rank_shares, read_ahead, resolve
 from core.log import log
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
@@ -136,6 +136,33 @@ def _load_hdf5(video, feature_names):
         return [node[name][()] for name in feature_names]
 
 
+def frame_count(video):
+    """A video's frame count from its file's header (the arrays are not read, except in an .npz)."""
+    if video.path.endswith(HDF5_SUFFIXES):
+        with h5py.File(video.path, "r") as store:
+            node = store[video.key]
+            return (node if isinstance(node, h5py.Dataset) else node[next(iter(node))]).shape[0]
+    if video.path.endswith(".npz"):
+        with np.load(video.path) as store:
+            return store[store.files[0]].shape[0]
+    return np.load(video.path, mmap_mode="r").shape[0]
+
+
+def bucketed(order, lengths, batch_size, pool_batches, rng):
+    """`order` regrouped so that each batch holds videos of similar lengths (padding then costs
+    little): pools of pool_batches batches, taken in `order`, are sorted by length and cut into
+    batches; the full batches of all pools are shuffled, a short last batch stays last."""
+    pool = batch_size * pool_batches
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = order[start:start + pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    short = [b for b in batches if len(b) < batch_size]
+    full = [batches[i] for i in rng.permutation(len(batches) - len(short))]
+    return np.concatenate(full + short) if batches else order
+
+
 def evenly_spaced(num_frames, seg_num):
     """Indices of seg_num frames spread evenly over num_frames (segment middles), or all if fewer."""
     if num_frames <= seg_num:
@@ -184,25 +211,46 @@ class HeadSource:
         return batch_count(len(self), self.batch_size, drop_last)
 
 
+def order_shares(order, batch_size, rank, world, drop_last, list_path):
+    """This process's share of each global batch of `order` (list_shares for an order of our own)."""
+    if drop_last and len(order) < batch_size:
+        raise InputError(f"batch_size {batch_size} is larger than the {len(order)} videos listed", list_path)
+    return rank_shares([int(i) for i in order], batch_size, rank, world, drop_last)
+
+
 class FeatureListSource(HeadSource):
     """Batches of one feature list, split among processes.
 
     Every process sees the same sequence of global batches (same seed, same epoch permutation)
     and takes its own contiguous slice of each, so N processes with global batch B see exactly
     the videos one process with batch B sees.
+
+    With bucket_batches > 0, shuffled batches (training) hold videos of similar lengths: the
+    shuffled order is regrouped by `bucketed`, from (seed, epoch) alone, so every process still cuts
+    the same global batches and the LSTM computes few padded frames.
     """
 
-    def __init__(self, list_path, model_cfg, batch_size, need_labels=True, num_workers=4):
+    def __init__(self, list_path, model_cfg, batch_size, need_labels=True, num_workers=4, bucket_batches=0):
         super().__init__(model_cfg, batch_size, num_workers)
         self.videos = read_feature_list(list_path, model_cfg["num_classes"], need_labels)
         self.list_path = list_path
+        self.bucket_batches = bucket_batches
+        self.frame_counts = np.zeros(len(self.videos), np.int64)  # 0: not read yet
 
     def __len__(self):
         return len(self.videos)
 
     def check(self, index):
         """Raise InputError (naming the list and line) when the video's features are unusable."""
-        load_features(self.videos[index], self.feature_names, self.feature_dims)
+        arrays = load_features(self.videos[index], self.feature_names, self.feature_dims)
+        self.frame_counts[index] = len(segments(arrays, self.seg_num)[0])  # for bucketing, without a re-read
+
+    def lengths(self):
+        """Frames per video as the model sees them (after seg_num sampling)."""
+        unknown = np.flatnonzero(self.frame_counts == 0)
+        for chunk, counts in read_ahead([list(unknown)], lambda i: frame_count(self.videos[i]), self.num_workers):
+            self.frame_counts[chunk] = counts
+        return np.minimum(self.frame_counts, self.seg_num) if self.seg_num else self.frame_counts
 
     def load(self, index):
         video = self.videos[index]
@@ -211,8 +259,14 @@ class FeatureListSource(HeadSource):
 
     def batches(self, rank=0, world=1, shuffle=False, drop_last=False, epoch=0, seed=0):
         """Yield this process's Batch of each global batch; files are read ahead in threads."""
-        shares = list_shares(len(self.videos), self.batch_size, rank, world, shuffle, drop_last, epoch, seed,
-                             self.list_path)
+        if shuffle and self.bucket_batches:
+            order = np.random.default_rng([seed, epoch]).permutation(len(self.videos))
+            order = bucketed(order, self.lengths(), self.batch_size, self.bucket_batches,
+                             np.random.default_rng([seed, epoch, 1]))
+            shares = order_shares(order, self.batch_size, rank, world, drop_last, self.list_path)
+        else:
+            shares = list_shares(len(self.videos), self.batch_size, rank, world, shuffle, drop_last, epoch, seed,
+                                 self.list_path)
         for share, samples in read_ahead(shares, self.load, self.num_workers):
             features, mask, labels = pad_batch(samples, self.num_classes)
             yield Batch(np.array(share), [self.videos[i].name for i in share], features, mask, labels)

@@ -58,7 +58,8 @@ class SequenceTask:
                                      num_workers=train.get("num_workers", 4),
                                      shuffle_buffer=train.get("shuffle_buffer", yt8m.SHUFFLE_BUFFER))
         return FeatureListSource(filelist, self.cfg.MODEL, section["batch_size"], need_labels=split != "infer",
-                                 num_workers=train.get("num_workers", 4))
+                                 num_workers=train.get("num_workers", 4),
+                                 bucket_batches=train.get("bucket_batches", 0))
 
     def forward(self, model, batch):
         return model([paddle.to_tensor(f) for f in batch.features], paddle.to_tensor(batch.mask))

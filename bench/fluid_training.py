@@ -1,0 +1,65 @@
+"""AttentionLSTM training videos/s: VideoTag's fluid 1.8.5 step (LoD: real frames only) against ours
+without and with length bucketing, in interleaved rounds on the same frame counts (150-300 frames,
+2048-d, batch 32, 3396 classes, the full-size model).
+
+    .venv/bin/python bench/fluid_training.py [--videos 192] [--rounds 3] [--fluid_python /work/venvs/fluid-vt/bin/python]
+
+Each round: one epoch of fluid's step (tools/videotag_reference/time_training_step.py, in its own
+venv; its program build is not timed), then one epoch of ours per setting (steps only timed).
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.bucketing import Stepper, epoch_batches, write_features  # noqa: E402  (sets up paddle)
+
+import numpy as np  # noqa: E402
+
+from core.config import load_config  # noqa: E402
+from videotag.models import default_config_path, make_task  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLUID_SCRIPT = os.path.join(ROOT, "tools", "videotag_reference", "time_training_step.py")
+
+
+def fluid_rate(python, lengths):
+    out = subprocess.run([python, FLUID_SCRIPT, "--lengths", ",".join(map(str, lengths))],
+                         capture_output=True, text=True, check=True).stdout
+    return float(out.split("videos/s")[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--videos", type=int, default=192)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--fluid_python", default="/work/venvs/fluid-vt/bin/python")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        list_path = write_features(folder, args.videos, 150, 300)
+        lengths = [np.load(os.path.join(folder, line.split()[0]), mmap_mode="r").shape[0]
+                   for line in open(list_path).read().splitlines()]
+        ours = {}
+        for bucket in (0, 8):
+            overrides = [f"TRAIN.filelist={list_path}", "TRAIN.batch_size=32", f"TRAIN.bucket_batches={bucket}"]
+            task = make_task("AttentionLSTM", load_config(default_config_path("AttentionLSTM"), overrides))
+            stepper, (batches, _, _) = Stepper(task), epoch_batches(task)
+            stepper.step(batches[0])  # warm-up (not timed)
+            ours[f"ours, bucket_batches {bucket}"] = (stepper, batches)
+        rates = {"fluid 1.8.5 (LoD)": [], **{name: [] for name in ours}}
+        for round_no in range(args.rounds):
+            rates["fluid 1.8.5 (LoD)"].append(fluid_rate(args.fluid_python, lengths))
+            for name, (stepper, batches) in ours.items():
+                seconds = sum(stepper.step(batch) for batch in batches)
+                rates[name].append(sum(len(b.names) for b in batches) / seconds)
+            print(f"round {round_no + 1}: " + ", ".join(f"{n} {r[-1]:.2f}" for n, r in rates.items()), flush=True)
+    fluid = np.array(rates["fluid 1.8.5 (LoD)"])
+    print(f"\n{'setting':<28}{'videos/s per round':>28}{'/ fluid (mean of rounds)':>26}")
+    for name, values in rates.items():
+        print(f"{name:<28}{', '.join(f'{v:.2f}' for v in values):>28}{np.mean(np.array(values) / fluid):>26.2f}")
+
+
+if __name__ == "__main__":
+    main()
