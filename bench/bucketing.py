@@ -23,19 +23,7 @@ from core.config import load_config  # noqa: E402
 from core.trainer import batch_loss_scale, build_optimizer  # noqa: E402
 from videotag.models import default_config_path, make_task  # noqa: E402
 
-
-def write_features(folder, videos, shortest, longest, dim=2048, num_classes=3396):
-    rng = np.random.default_rng(0)
-    lines = []
-    for i in range(videos):
-        name = f"v{i:04d}.npy"
-        frames = int(rng.integers(shortest, longest + 1))
-        np.save(os.path.join(folder, name), rng.standard_normal((frames, dim), dtype=np.float32))
-        lines.append(f"{name} {rng.integers(num_classes)} {rng.integers(num_classes)}")
-    path = os.path.join(folder, "train.list")
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    return path
+from heads_training import write_features  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 def epoch_batches(task):
@@ -73,7 +61,7 @@ def main():
     parser.add_argument("--longest", type=int, default=300)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        list_path = write_features(folder, args.videos, args.shortest, args.longest)
+        list_path = write_features(folder, args.videos, (args.shortest, args.longest))
         settings = {}
         for bucket in (0, 8):
             overrides = [f"TRAIN.filelist={list_path}", "TRAIN.batch_size=32", f"TRAIN.bucket_batches={bucket}"]

@@ -23,11 +23,14 @@ from videotag.models import HEADS, default_config_path, make_task  # noqa: E402
 
 
 def write_features(folder, videos, frames=300, dim=2048, num_classes=3396):
+    """A feature list of `videos` random videos of `frames` frames, or of (shortest, longest)."""
     rng = np.random.default_rng(0)
+    shortest, longest = (frames, frames) if isinstance(frames, int) else frames
     lines = []
     for i in range(videos):
         name = f"v{i:04d}.npy"
-        np.save(os.path.join(folder, name), rng.standard_normal((frames, dim), dtype=np.float32))
+        length = int(rng.integers(shortest, longest + 1))
+        np.save(os.path.join(folder, name), rng.standard_normal((length, dim), dtype=np.float32))
         lines.append(f"{name} {rng.integers(num_classes)} {rng.integers(num_classes)}")
     path = os.path.join(folder, "train.list")
     with open(path, "w") as f:

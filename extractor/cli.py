@@ -19,7 +19,7 @@ from .predictor import (PRECISIONS, RECORDED_PRECISION, check_precision, inferen
 from .sampling import check_resize_mode, check_sampling_mode
 from .stores import (make_store, read_settings, remove_stale_temporaries, settings_changed, write_settings,
                      write_text)
-from .videos import find_videos, read_filelist, unique_videos
+from .videos import listed_videos
 
 
 FEATURE_LIST = "features.list"
@@ -136,12 +136,7 @@ def extract(args, backbone=None):
     cfg = load_config(args.config, args.override, reference=DEFAULT_CONFIG)
     settings = InferSettings.from_config(cfg)
     check_settings(settings, cfg.path)
-    if args.filelist:
-        videos = unique_videos(read_filelist(args.filelist), args.filelist)
-    else:
-        videos = unique_videos(find_videos(args.video_path), args.video_path)
-    if not videos:
-        raise InputError("no videos to extract", args.filelist or args.video_path)
+    videos = listed_videos(args.filelist, args.video_path)
 
     dist.init_parallel()
     device = dist.select_device()

@@ -81,3 +81,12 @@ def unique_videos(videos, source):
             raise InputError(f"'{seen.path}' and '{video.path}' would both be saved as "
                              f"'{video.video_id}'; rename one", source)
     return unique
+
+
+def listed_videos(filelist, video_path, what="no videos to extract"):
+    """The distinct videos of a --filelist or a --video_path folder; InputError(`what`) when none."""
+    source = filelist or video_path
+    videos = unique_videos(read_filelist(filelist) if filelist else find_videos(video_path), source)
+    if not videos:
+        raise InputError(what, source)
+    return videos

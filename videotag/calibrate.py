@@ -25,7 +25,7 @@ from extractor.pipeline import InferSettings, backbone_from_config, iter_video_f
 from extractor.predictor import check_precision, inference_device, quantize_int8, read_calibration
 from extractor.sampling import normalize
 from extractor.video import VideoError, read_sampled_crops
-from extractor.videos import find_videos, read_filelist, unique_videos
+from extractor.videos import listed_videos
 
 from . import cli
 from .heads import DygraphHead, Tagger
@@ -188,12 +188,7 @@ def calibrate(args):
     check_precision(precision, inference_device(), "inference", cfg.path)
     if args.frames < 1 or args.check_videos < 1:
         raise InputError("--frames and --check_videos must be positive")
-    if args.filelist:
-        videos = unique_videos(read_filelist(args.filelist), args.filelist)
-    else:
-        videos = unique_videos(find_videos(args.video_path), args.video_path)
-    if not videos:
-        raise InputError("no videos", args.filelist or args.video_path)
+    videos = listed_videos(args.filelist, args.video_path, "no videos")
     depth = int(cfg.MODEL.num_layers)
     if precision == "int8":
         if args.check:
