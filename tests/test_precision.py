@@ -15,6 +15,7 @@ from extractor.pipeline import InferSettings, iter_video_features
 from extractor.sampling import nearest_keyframes, segment_middles
 from extractor.stores import read_settings
 from extractor.video import read_sampled_crops
+from extractor.videos import find_videos
 from videotag import calibrate, export, tagging
 from videotag import cli as videotag_cli
 from videotag.models import build_head, default_config_path
@@ -138,7 +139,7 @@ def test_calibrate_reports_agreement_and_extract_uses_the_calibration(library, t
     assert record["frames"] == 12 and len(record["videos"]) == 6
 
     # The report's numbers are those of the two backbones on the videos it names.
-    videos = calibrate.spread(sorted(calibrate.find_videos(str(library["videos"])), key=lambda v: v.path), 3)
+    videos = calibrate.spread(sorted(find_videos(str(library["videos"])), key=lambda v: v.path), 3)
     fp32, int8 = features_of(library, "fp32", videos), features_of(library, "int8", videos)
     similarity = np.concatenate([cosine(fp32[v.path], int8[v.path]) for v in videos])
     assert report["frames"] == len(similarity) == 12
