@@ -90,7 +90,8 @@ def test_training_and_evaluation_on_two_nodes_equal_one_process(dataset, one_pro
     assert_same_checkpoint(one_process / "AttentionLSTM_epoch1.pdparams", save_dir / "AttentionLSTM_epoch1.pdparams")
     # One writer: the files of one process, and no file left by the shared-folder check.
     assert sorted(os.listdir(save_dir)) == ["AttentionLSTM_best.pdparams", "AttentionLSTM_epoch1.pdopt",
-                                            "AttentionLSTM_epoch1.pdparams", "config.yaml"]
+                                            "AttentionLSTM_epoch1.pdparams", "config.yaml", "curves.png",
+                                            "metrics.jsonl"]
 
     # Evaluation gathers both shares before computing GAP over the whole list.
     weights = ["--weights", str(one_process / "AttentionLSTM_epoch1.pdparams")]

@@ -110,7 +110,8 @@ def test_two_processes_equal_one(videos, trained, tmp_path):
     assert_same_params(params(trained / "TSN_epoch2.pdparams"), params(tmp_path / "two" / "TSN_epoch2.pdparams"),
                        rtol=1e-4, atol=1e-5)
     assert sorted(os.listdir(tmp_path / "two")) == ["TSN_best.pdparams", "TSN_epoch1.pdopt", "TSN_epoch1.pdparams",
-                                                  "TSN_epoch2.pdopt", "TSN_epoch2.pdparams", "config.yaml"]
+                                                  "TSN_epoch2.pdopt", "TSN_epoch2.pdparams", "config.yaml",
+                                                  "curves.png", "metrics.jsonl"]
 
 
 def extract(videos, save_dir, *weights):
