@@ -96,7 +96,7 @@ case "$verb" in
   convert) setup; with_model "$@"; exec "$VENV/bin/python" -m videotag.convert "${MODEL_ARGS[@]}" ;;
   demo) setup; exec "$VENV/bin/python" -m videotag.demo "$@" ;;
   calibrate) setup; exec "$VENV/bin/python" -m videotag.calibrate "$@" ;;
-  extract) setup; launch -m extractor "$@" ;;
+  extract) setup; launch "$HERE/extractor/__main__.py" "$@" ;;  # the form multi-node launches run too
   test) setup; cd "$HERE"; exec "$VENV/bin/python" -m pytest -q tests "$@" ;;
   *) echo "unknown verb '$verb'" >&2; usage >&2; exit 2 ;;
 esac
