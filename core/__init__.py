@@ -18,6 +18,8 @@ import warnings
 os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)
+# BatchNorm in training tells, every time, that it tracks global statistics: what it should do.
+warnings.filterwarnings("ignore", message="When training, we now always track global mean and variance")
 
 import h5py  # noqa: E402,F401  (before paddle: see above)
 
