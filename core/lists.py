@@ -95,14 +95,23 @@ def batch_count(num_videos, batch_size, drop_last):
     return num_videos // batch_size if drop_last else -(-num_videos // batch_size)
 
 
+def epoch_order(num_videos, shuffle, epoch, seed):
+    """The positions of a list's videos in the order an epoch reads them: shuffled by (seed, epoch)
+    when asked, so every process and every resumed run reads the same order."""
+    order = np.arange(num_videos)
+    return np.random.default_rng([seed, epoch]).permutation(order) if shuffle else order
+
+
+def order_shares(order, batch_size, rank, world, drop_last, list_path):
+    """rank_shares over `order`, positions of a list's videos."""
+    if drop_last and len(order) < batch_size:
+        raise InputError(f"batch_size {batch_size} is larger than the {len(order)} videos listed", list_path)
+    return rank_shares(order, batch_size, rank, world, drop_last)
+
+
 def list_shares(num_videos, batch_size, rank, world, shuffle, drop_last, epoch, seed, list_path):
     """rank_shares over the positions of a list's videos, shuffled by (seed, epoch) when asked."""
-    if drop_last and num_videos < batch_size:
-        raise InputError(f"batch_size {batch_size} is larger than the {num_videos} videos listed", list_path)
-    order = np.arange(num_videos)
-    if shuffle:
-        order = np.random.default_rng([seed, epoch]).permutation(order)
-    return rank_shares(order, batch_size, rank, world, drop_last)
+    return order_shares(epoch_order(num_videos, shuffle, epoch, seed), batch_size, rank, world, drop_last, list_path)
 
 
 def read_ahead(shares, load, num_workers, depth=2):

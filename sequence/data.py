@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 
 from core.errors import InputError
-from core.lists import batch_count, list_entries, list_shares, rank_shares, read_ahead, resolve
+from core.lists import batch_count, epoch_order, list_entries, list_shares, order_shares, read_ahead, resolve
 from core.log import log
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
@@ -211,13 +211,6 @@ class HeadSource:
         return batch_count(len(self), self.batch_size, drop_last)
 
 
-def order_shares(order, batch_size, rank, world, drop_last, list_path):
-    """This process's share of each global batch of `order` (list_shares for an order of our own)."""
-    if drop_last and len(order) < batch_size:
-        raise InputError(f"batch_size {batch_size} is larger than the {len(order)} videos listed", list_path)
-    return rank_shares([int(i) for i in order], batch_size, rank, world, drop_last)
-
-
 class FeatureListSource(HeadSource):
     """Batches of one feature list, split among processes.
 
@@ -260,9 +253,8 @@ class FeatureListSource(HeadSource):
     def batches(self, rank=0, world=1, shuffle=False, drop_last=False, epoch=0, seed=0):
         """Yield this process's Batch of each global batch; files are read ahead in threads."""
         if shuffle and self.bucket_batches:
-            order = np.random.default_rng([seed, epoch]).permutation(len(self.videos))
-            order = bucketed(order, self.lengths(), self.batch_size, self.bucket_batches,
-                             np.random.default_rng([seed, epoch, 1]))
+            order = bucketed(epoch_order(len(self.videos), True, epoch, seed), self.lengths(), self.batch_size,
+                             self.bucket_batches, np.random.default_rng([seed, epoch, 1]))
             shares = order_shares(order, self.batch_size, rank, world, drop_last, self.list_path)
         else:
             shares = list_shares(len(self.videos), self.batch_size, rank, world, shuffle, drop_last, epoch, seed,
