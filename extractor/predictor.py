@@ -8,6 +8,7 @@ Precision (INFER.precision): fp32; bf16 (oneDNN bfloat16 kernels, or a GPU's, on
 exported program); int8 (a copy quantised by post-training quantisation on frames of the user's
 own videos: `bash run.sh calibrate`, see quantize_int8).
 """
+import functools
 import hashlib
 import json
 import os
@@ -158,8 +159,16 @@ class InferenceBackbone:
 def weights_digest(weights):
     if not weights:
         return f"random{RANDOM_INIT_SEED}-zero-gamma"  # names the init: a changed init must not reuse an old export
+    stat = os.stat(weights)
+    return _file_digest(os.path.abspath(weights), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=None)
+def _file_digest(path, size, mtime_ns):
+    """Content hash of a file, read once per process while it keeps its size and modification time
+    (a run asks for it from the features' record, the export cache and the int8 calibration)."""
     digest = hashlib.blake2b(digest_size=10)
-    with open(weights, "rb") as f:
+    with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
             digest.update(block)
     return digest.hexdigest()
