@@ -180,28 +180,6 @@ def check_complete(path, reader, frame_count):
                      f"{frame_count} of {announced} frames present")
 
 
-def decodes(reader, index):
-    try:
-        reader.get_batch([index])
-        return True
-    except Exception:  # decord's errors on damaged or missing data
-        return False
-
-
-def decodable_frames(reader, frame_count):
-    """How many leading frames of a cut file decode: its last frames often lack data (a cut
-    mid-packet, or the frames a missing one depends on). A binary search: a few seeks."""
-    if decodes(reader, frame_count - 1):
-        return frame_count
-    good, bad = -1, frame_count - 1  # the last index known to decode, the first known not to
-    while bad - good > 1:
-        middle = (good + bad) // 2
-        good, bad = (middle, bad) if decodes(reader, middle) else (good, middle)
-    if good < 0:
-        raise VideoError("no frame of this file decodes: damaged?")
-    return good + 1
-
-
 def decode_error(path, err, wanted, frame_count):
     """The reason for frames decord could not decode: a cut file first (decord may count the
     frames its index announces), then what the decoder said."""
@@ -216,27 +194,6 @@ def decode_error(path, err, wanted, frame_count):
         return VideoError(f"cannot seek to {span} (damaged, or a container such as MPEG-TS the decoder "
                           "cannot seek in): remux it, e.g. ffmpeg -i IN -c copy OUT.mp4", words)
     return VideoError(f"cannot decode {span}", words)
-
-
-class _Undecodable(Exception):
-    def __init__(self, err, wanted):
-        super().__init__(str(err))
-        self.err, self.wanted, self.first = err, wanted, wanted[0]
-
-
-def decode_crops(reader, distinct, short_size, target_size, resize):
-    """{frame index: crop} of the sorted `distinct` indices, decoded a chunk at a time (seeks only
-    forward); _Undecodable names the chunk that failed."""
-    crop_of = {}
-    for start in range(0, len(distinct), DECODE_CHUNK):
-        wanted = distinct[start:start + DECODE_CHUNK]
-        try:
-            frames = reader.get_batch(wanted).asnumpy()
-        except Exception as err:  # decord's errors on damaged or missing data
-            raise _Undecodable(err, wanted) from None
-        crop_of.update(zip(wanted, crop_frames(frames, short_size, target_size, resize)))
-        del frames
-    return crop_of
 
 
 def sampled_indices(reader, frame_count, seg_num, sampling="uniform"):
@@ -260,24 +217,62 @@ def read_sampled_crops(path, seg_num, short_size, target_size, resize="videotag"
     frame_count = len(reader)
     if frame_count == 0:
         raise VideoError("video has no frames")
-    if accept_partial:
-        frame_count = decodable_frames(reader, frame_count)
-    else:
+    try:
         check_complete(path, reader, frame_count)
-    while True:
-        indices = sampled_indices(reader, frame_count, seg_num, sampling)
+    except VideoError:
+        if not accept_partial:
+            raise
+        return read_partial(path, seg_num, short_size, target_size, resize)
+    indices = sampled_indices(reader, frame_count, seg_num, sampling)
+    # Short videos repeat frames: decode each distinct one once, in order (seeks only forward).
+    distinct = sorted(set(indices))
+    crop_of = {}
+    for start in range(0, len(distinct), DECODE_CHUNK):
+        wanted = distinct[start:start + DECODE_CHUNK]
         try:
-            crop_of = decode_crops(reader, sorted(set(indices)), short_size, target_size, resize)
-            break
-        except _Undecodable as failed:
-            # A cut file may decode a frame on its own (a seek) but not in a run of frames: with
-            # accept_partial, take only the frames before the run that failed.
-            if not accept_partial or failed.first == 0:
-                raise decode_error(path, failed.err, failed.wanted, frame_count) from None
-            frame_count = failed.first
+            frames = reader.get_batch(wanted).asnumpy()
+        except Exception as err:  # decord's errors on damaged or missing data
+            raise decode_error(path, err, wanted, frame_count) from None
+        crop_of.update(zip(wanted, crop_frames(frames, short_size, target_size, resize)))
+        del frames
     crops = np.stack([crop_of[i] for i in indices])
     times = reader.get_frame_timestamp(indices)[:, 0].astype("float64")
     info = {"source": path, "fps": float(reader.get_avg_fps()), "frame_count": frame_count,
             "indices": indices, "times": times.tolist(),
             "duration": float(reader.get_frame_timestamp(frame_count - 1)[1])}
     return crops, info
+
+
+def read_partial(path, seg_num, short_size, target_size, resize):
+    """read_sampled_crops of a file that holds fewer frames than it announces (accept_partial): its
+    frames are read from the start with OpenCV, which decodes a cut file the same way every time
+    (decord's seeks into one give a different number of frames from run to run). Two passes: the
+    frames that decode, then the sampled ones; segment middles (a cut file's keyframes are few)."""
+    frame_count = sum(1 for _ in _opencv_frames(path))
+    if frame_count == 0:
+        raise VideoError("no frame of this file decodes: damaged?")
+    indices = segment_middles(frame_count, seg_num)
+    wanted = set(indices)
+    crop_of = {}
+    for index, frame in enumerate(_opencv_frames(path, stop=max(wanted) + 1)):
+        if index in wanted:
+            crop_of[index] = crop_frames(frame[None, :, :, ::-1], short_size, target_size, resize)[0]  # BGR->RGB
+    fps = announced_frames(path)[1] or 25.0  # a header without a frame rate: assume 25
+    info = {"source": path, "fps": fps, "frame_count": frame_count, "indices": indices,
+            "times": [i / fps for i in indices], "duration": frame_count / fps}
+    return np.stack([crop_of[i] for i in indices]), info
+
+
+def _opencv_frames(path, stop=None):
+    """The decoded BGR frames of `path` from the first, until one does not decode (or `stop`)."""
+    capture = cv2.VideoCapture(path)
+    try:
+        index = 0
+        while stop is None or index < stop:
+            ok, frame = capture.read()
+            if not ok:
+                return
+            yield frame
+            index += 1
+    finally:
+        capture.release()
