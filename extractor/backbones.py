@@ -1,0 +1,53 @@
+"""Stage one's networks, chosen by MODEL.backbone in the extractor's config: each one turns
+frames into features, with its classifier removed.
+
+Every backbone is a paddle Layer: float32 images [N, 3, S, S] -> float32 features [N, feature_dim].
+A temporal-shift backbone (PP-TSM, PP-TSMv2) mixes the frames of one clip: N is then a multiple
+of `clip_frames(MODEL)` and each run of that many consecutive images is one clip, in time order.
+
+Adding a backbone: its network in one file of extractor/, its weight loader, and an entry here.
+"""
+import dataclasses
+from typing import Callable
+
+from core.errors import InputError
+
+from . import resnet, weights
+
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+    name: str  # MODEL.backbone
+    description: str  # for logs and errors
+    build: Callable  # MODEL section -> the network (random weights, train mode)
+    load_weights: Callable  # (network, path) -> (missing, unexpected): any checkpoint layout we read
+    feature_dim: Callable  # MODEL section -> the feature size
+    clip_frames: Callable = lambda model_cfg: 0  # MODEL section -> frames shifted together (0: frames independent)
+    depths: tuple = ()  # the MODEL.num_layers it accepts (empty: it has none)
+
+
+def _resnet_tsn(model_cfg):
+    return resnet.ResNet(int(model_cfg.get("num_layers", 101)))
+
+
+BACKBONES = {
+    "resnet_tsn": Backbone("resnet_tsn", "ResNet TSN (VideoTag's stage one)", _resnet_tsn, weights.load_weights,
+                           lambda model_cfg: resnet.FEATURE_DIM, depths=tuple(resnet.BLOCKS_PER_STAGE)),
+}
+DEFAULT = "resnet_tsn"  # a config without MODEL.backbone: VideoTag's ResNet TSN
+
+
+def backbone_name(model_cfg):
+    return str(model_cfg.get("backbone", DEFAULT))
+
+
+def get(model_cfg, where=None):
+    """The Backbone a MODEL section names; refuses an unknown name or depth in one line."""
+    name = backbone_name(model_cfg)
+    if name not in BACKBONES:
+        raise InputError(f"MODEL.backbone '{name}' is not one of {', '.join(BACKBONES)}", where)
+    spec = BACKBONES[name]
+    if spec.depths and int(model_cfg.get("num_layers", 101)) not in spec.depths:
+        raise InputError(f"{spec.description} has no depth {model_cfg.get('num_layers')}: MODEL.num_layers is one of "
+                         f"{', '.join(map(str, spec.depths))}", where)
+    return spec
