@@ -9,7 +9,9 @@ is split on tabs (VideoTag-style paths with spaces). A path that holds white spa
 """
 import collections
 import concurrent.futures
+import dataclasses
 import json
+import math
 import os
 
 import numpy as np
@@ -44,6 +46,52 @@ def _fields(line, list_path, line_no):
         return [path, *line[end:].split()]
     fields = line.split("\t") if "\t" in line else line.split()
     return [x.strip() for x in fields if x.strip()]
+
+
+@dataclasses.dataclass
+class ScoredEntry:
+    """One line of a quality list."""
+    name: str  # the path as listed
+    path: str  # resolved (see resolve)
+    score: float
+    line: int
+    frames_dir: str = ""  # PaddleVideo's four-column layout: the video's frames, resolved (may not exist)
+    frame_count: int = 0  # ... and how many it holds
+
+
+SCORED_LAYOUTS = "'path score' or PaddleVideo's 'video.mp4 frames_dir frame_count score'"
+
+
+def scored_entries(list_path, kind="quality list"):
+    """The entries of a list of scored items: `path score` (score a float, e.g. a mean opinion score),
+    or PaddleVideo's quality lists read as they are, `video.mp4 frames_dir frame_count score`.
+    Errors name the list file and line; whether the files exist is the caller's to check."""
+    entries = []
+    for line_no, fields, folder in list_entries(list_path, kind):
+        if len(fields) not in (2, 4):
+            raise InputError(f"malformed line: {len(fields)} fields, expected {SCORED_LAYOUTS}", list_path, line_no)
+        score = _score(fields[-1], list_path, line_no)
+        entry = ScoredEntry(fields[0], resolve(fields[0], folder), score, line_no)
+        if len(fields) == 4:
+            if not fields[2].isdigit() or int(fields[2]) == 0:
+                raise InputError(f"malformed line: frame count '{fields[2]}' is not a positive integer "
+                                 f"(expected {SCORED_LAYOUTS})", list_path, line_no)
+            entry.frames_dir, entry.frame_count = resolve(fields[1], folder), int(fields[2])
+        entries.append(entry)
+    if not entries:
+        raise InputError(f"the {kind} is empty", list_path)
+    return entries
+
+
+def _score(text, list_path, line_no):
+    try:
+        score = float(text)
+    except ValueError:
+        score = math.nan
+    if not math.isfinite(score):
+        raise InputError(f"malformed line: score '{text}' is not a number (expected {SCORED_LAYOUTS})",
+                         list_path, line_no)
+    return score
 
 
 def format_entry(path, fields=()):

@@ -145,7 +145,8 @@ def build_optimizer(train_cfg, model):
     if name == "Adam":
         return paddle.optimizer.Adam(**common)
     if name == "Momentum":
-        return paddle.optimizer.Momentum(momentum=train_cfg.get("momentum", 0.9), **common)
+        return paddle.optimizer.Momentum(momentum=train_cfg.get("momentum", 0.9),
+                                         use_nesterov=bool(train_cfg.get("nesterov", False)), **common)
     raise InputError(f"TRAIN.optimizer '{name}' is not one of RMSProp, Adam, Momentum")
 
 

@@ -5,11 +5,13 @@ import os
 
 from core.config import CONFIG_DIR
 from core.errors import InputError
+from extractor.quality import QualityNet, QualityTask
 from extractor.tsn import TSN, TSNTask
 from sequence.models import build_model
 from sequence.models.attention_cluster import AttentionCluster
 from sequence.models.attention_lstm import AttentionLSTM
 from sequence.models.nextvlad import NeXtVLAD
+from sequence.quality import FeatureQuality, FeatureQualityTask
 from sequence.task import SequenceTask
 
 
@@ -29,6 +31,8 @@ MODELS = {
     "NeXtVLAD": Entry(NeXtVLAD, "nextvlad.yaml", SequenceTask, demo=(
         "MODEL.cluster_size=16", "MODEL.groups=4", "MODEL.hidden_size=256", "MODEL.gating_reduction=4")),
     "TSN": Entry(TSN, "tsn.yaml", TSNTask),
+    "Quality": Entry(QualityNet, "quality.yaml", QualityTask),  # end to end, on videos
+    "QualityHead": Entry(FeatureQuality, "quality_head.yaml", FeatureQualityTask),  # on extracted features
 }
 HEADS = tuple(name for name, entry in MODELS.items() if entry.task is SequenceTask)
 
