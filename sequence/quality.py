@@ -29,7 +29,7 @@ class FeatureQuality(nn.Layer):
     def __init__(self, feature_dims, hidden_size=256, drop_rate=0.5):
         super().__init__()
         dim = int(feature_dims[0])
-        self.norm = nn.BatchNorm1D(2 * dim)
+        self.norm = nn.LayerNorm(2 * dim)
         self.hidden = nn.Linear(2 * dim, hidden_size)
         self.dropout = nn.Dropout(drop_rate)
         self.fc = nn.Linear(hidden_size, 1)
