@@ -2,8 +2,9 @@
 frame features scored without decoding a video again (docs/QUALITY.md).
 
 The head pools a video's frame features over time into their mean (what the frames show) and their
-standard deviation (how they change: frozen frames change little), normalises that with batch
-norm, and regresses one score with a small MLP. Loss: L1, as the end-to-end model
+standard deviation (how they change: frozen frames change little), normalises that per video (layer
+norm: batch norm's statistics over small batches made training diverge on the synthetic study),
+and regresses one score with a small MLP. Loss: L1, as the end-to-end model
 (extractor/quality.py); metrics SROCC (the best checkpoint's), PLCC, loss.
 
 Lists: `features.npy score` per line (or `store.h5#id score`; core.lists.scored_entries), the
