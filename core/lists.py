@@ -62,15 +62,16 @@ class ScoredEntry:
 SCORED_LAYOUTS = "'path score' or PaddleVideo's 'video.mp4 frames_dir frame_count score'"
 
 
-def scored_entries(list_path, kind="quality list"):
+def scored_entries(list_path, kind="quality list", need_scores=True):
     """The entries of a list of scored items: `path score` (score a float, e.g. a mean opinion score),
-    or PaddleVideo's quality lists read as they are, `video.mp4 frames_dir frame_count score`.
-    Errors name the list file and line; whether the files exist is the caller's to check."""
+    or PaddleVideo's quality lists read as they are, `video.mp4 frames_dir frame_count score`; without
+    need_scores (items to score) a line may also be a path alone (score nan). Errors name the list file
+    and line; whether the files exist is the caller's to check."""
     entries = []
     for line_no, fields, folder in list_entries(list_path, kind):
-        if len(fields) not in (2, 4):
+        if len(fields) not in (2, 4) and not (len(fields) == 1 and not need_scores):
             raise InputError(f"malformed line: {len(fields)} fields, expected {SCORED_LAYOUTS}", list_path, line_no)
-        score = _score(fields[-1], list_path, line_no)
+        score = _score(fields[-1], list_path, line_no) if len(fields) > 1 else math.nan
         entry = ScoredEntry(fields[0], resolve(fields[0], folder), score, line_no)
         if len(fields) == 4:
             if not fields[2].isdigit() or int(fields[2]) == 0:

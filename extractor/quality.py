@@ -88,7 +88,7 @@ class QualityTask:
         filelist = filelist or section.get("filelist")
         if not filelist:
             return None
-        return QualityListSource(filelist, section, training=split == "train",
+        return QualityListSource(filelist, section, training=split == "train", need_scores=split != "infer",
                                  num_workers=self.cfg.TRAIN.get("num_workers", 4))
 
     def forward(self, model, batch):

@@ -13,6 +13,7 @@ Training flips all of a video's frames horizontally half the time. Every random 
 (seed, epoch, video index), so a resumed run or N processes see what one uninterrupted process sees.
 """
 import functools
+import math
 import os
 from dataclasses import dataclass
 
@@ -21,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from core.errors import InputError
-from core.lists import batch_count, list_shares, read_ahead, scored_entries
+from core.lists import ScoredEntry, batch_count, list_shares, read_ahead, scored_entries
 
 from .sampling import center_crop, normalize, resize_short_side, segment_middles
 from .tsn_data import random_segment_frames
@@ -39,9 +40,9 @@ class Batch:
     scores: np.ndarray  # float32 [B, 1]
 
 
-def read_quality_list(list_path):
+def read_quality_list(list_path, need_scores=True):
     """The list's entries, each with a video file or (four columns) a frames folder that exists."""
-    entries = scored_entries(list_path, "quality list")
+    entries = scored_entries(list_path, "quality list", need_scores)
     for entry in entries:
         if os.path.isfile(entry.path):
             entry.frames_dir = ""  # the video itself is read
@@ -50,6 +51,16 @@ def read_quality_list(list_path):
             raise InputError(f"video file not found: {entry.name}{also} (neither beside the list nor in the working "
                              "directory)", list_path, entry.line)
     return entries
+
+
+def unscored(paths):
+    """ScoredEntry items of video files to score (no list behind them)."""
+    return [ScoredEntry(path, path, math.nan, 0) for path in paths]
+
+
+def video_frames(path, section):
+    """The network's uint8 frames of one video file, sampled and cut as `section` (VALID, TEST, INFER) says."""
+    return QualityListSource(path, section, training=False, num_workers=1, videos=unscored([path])).load(0)
 
 
 def check_input(section, where):
@@ -89,9 +100,11 @@ def transform(frames, section, training, rng):
 class QualityListSource:
     """Batches of one quality list, split among processes (see core.lists.rank_shares)."""
 
-    def __init__(self, list_path, section, training, num_workers=4):
+    def __init__(self, list_path, section, training, num_workers=4, need_scores=True, videos=None):
+        """need_scores: False for videos to score (a line may be a path alone); `videos`: ScoredEntry
+        items to read instead of the list's (a folder to score)."""
         check_input(section, list_path)
-        self.videos = read_quality_list(list_path)
+        self.videos = videos if videos is not None else read_quality_list(list_path, need_scores)
         self.list_path, self.section, self.training = list_path, section, training
         self.seg_num, self.batch_size = int(section["seg_num"]), int(section["batch_size"])
         self.num_workers = max(1, num_workers)

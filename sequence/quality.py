@@ -57,13 +57,13 @@ class ScoredFeatures:
 class ScoredFeatureSource:
     """Batches of a scored feature list, split among processes as every list (core.lists)."""
 
-    def __init__(self, list_path, model_cfg, batch_size, num_workers=4):
+    def __init__(self, list_path, model_cfg, batch_size, num_workers=4, need_scores=True):
         self.list_path, self.batch_size, self.num_workers = list_path, int(batch_size), max(1, num_workers)
         self.feature_names, self.feature_dims = list(model_cfg["feature_names"]), list(model_cfg["feature_dims"])
         self.seg_num = model_cfg.get("seg_num")
         folder = os.path.dirname(os.path.abspath(list_path))  # as list_entries resolves
         self.videos, self.scores = [], []
-        for entry in scored_entries(list_path, "scored feature list"):
+        for entry in scored_entries(list_path, "scored feature list", need_scores):
             file_part, _, key = entry.name.partition("#")
             path = resolve(file_part, folder)
             if not os.path.isfile(path):
@@ -112,7 +112,7 @@ class FeatureQualityTask:
         filelist = filelist or section.get("filelist")
         if not filelist:
             return None
-        return ScoredFeatureSource(filelist, self.cfg.MODEL, section["batch_size"],
+        return ScoredFeatureSource(filelist, self.cfg.MODEL, section["batch_size"], need_scores=split != "infer",
                                    num_workers=self.cfg.TRAIN.get("num_workers", 4))
 
     def forward(self, model, batch):

