@@ -26,6 +26,7 @@ usage: bash run.sh VERB [ARGS...]
   export MODEL --weights W --extractor_weights T   Paddle inference models of backbone and head
   calibrate --video_path V [--precision int8|bf16] [--model M --weights W]   a faster backbone for your videos (int8 calibrated on them, or bf16) and how far its features and tags are from fp32
   convert MODEL --weights W --save F.safetensors   another project's head (VideoTag, PaddleCV zoo, PaddleVideo) in our names
+  score --weights W --video_path V   video quality scores (a Quality or QualityHead checkpoint) -> <save_dir>/scores.jsonl; `tag ... --quality_weights W` adds them to the tags
   test [PYTEST ARGS]         the test suite
 Each verb passes its remaining arguments on; `bash run.sh VERB --help` shows them. MODEL may also
 be given as --model MODEL. The head's weights are --weights, the backbone's --extractor_weights.
@@ -96,6 +97,7 @@ case "$verb" in
   convert) setup; with_model "$@"; exec "$VENV/bin/python" -m videotag.convert "${MODEL_ARGS[@]}" ;;
   demo) setup; exec "$VENV/bin/python" -m videotag.demo "$@" ;;
   calibrate) setup; exec "$VENV/bin/python" -m videotag.calibrate "$@" ;;
+  score) setup; exec "$VENV/bin/python" -m videotag.score "$@" ;;
   extract) setup; launch "$HERE/extractor/__main__.py" "$@" ;;  # the form multi-node launches run too
   test) setup; cd "$HERE"; exec "$VENV/bin/python" -m pytest -q tests "$@" ;;
   *) echo "unknown verb '$verb'" >&2; usage >&2; exit 2 ;;

@@ -7,13 +7,16 @@ import os
 import cv2
 import numpy as np
 import paddle
+import pandas as pd
 import pytest
 from scipy import stats
 
 import eval as eval_cli
+import predict as predict_cli
 import train as train_cli
 import degraded
-from core.config import load_config
+from core.checkpoint import build_with_weights
+from core.config import load_config, save_config
 from core.correlation import plcc, quality_metrics, srocc
 from core.errors import InputError
 from core.lists import scored_entries
@@ -22,7 +25,9 @@ from extractor import backbones
 from extractor.pipeline import InferSettings, iter_video_features
 from extractor.quality_data import QualityListSource
 from extractor.resnet import ResNet
-from videotag.models import default_config_path, make_task
+from videotag import journal
+from videotag import score as score_cli
+from videotag.models import build_head, default_config_path, make_task
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES_FIXTURE = os.path.join(ROOT, "tests", "fixtures", "paddlevideo_quality_names.json")
@@ -118,7 +123,6 @@ def test_paddlevideo_quality_checkpoint_loads(tmp_path, backbone):
     path = str(tmp_path / "ppTSM_best.pdparams")
     paddle.save({k: paddle.to_tensor(v) for k, v in state.items()}, path)
     task = quality_task("MODEL.num_layers=50", f"MODEL.backbone={'resnet_tsn' if backbone == 'resnet' else 'pptsm'}")
-    from core.checkpoint import build_with_weights  # noqa: E402
     model = build_with_weights(task, path)
     ours = model.state_dict()
     assert np.array_equal(ours["fc.weight"].numpy(), state["head.fc.weight"])
@@ -211,3 +215,60 @@ def test_end_to_end_trains_a_backbone_and_reports_srocc(library, tmp_path):
                              "--filelist", str(folder / "small_train.list")])
     assert set(json.load(open(tmp_path / "metrics.json"))) == {"srocc", "plcc", "loss"}
     assert metrics["srocc"] == pytest.approx(best["valid_srocc"], abs=1e-6)
+
+
+# ---- scoring a library ----
+def fresh_quality_weights(folder, model_name, *overrides):
+    """A freshly initialised quality model saved with its config.yaml beside it (as training leaves it)."""
+    os.makedirs(folder)
+    cfg = load_config(default_config_path(model_name), list(overrides), default_config_path(model_name))
+    paddle.seed(1)
+    paddle.save(make_task(model_name, cfg).build_model().state_dict(), str(folder / f"{model_name}.pdparams"))
+    save_config(cfg, str(folder))
+    return str(folder / f"{model_name}.pdparams")
+
+
+def test_tagging_adds_quality_and_score_agrees(library, tmp_path):
+    """`tag --quality_weights` puts a quality per video in predictions.jsonl/csv and report.html (sortable,
+    filterable); `score` gives the same numbers: on the features tagging kept (QualityHead) and on the videos
+    (Quality, which decodes them its own way)."""
+    folder = library[0]
+    videos = [line.split()[0] for line in (folder / "videos_held.list").read_text().splitlines()[:6]]
+    (tmp_path / "videos.list").write_text("\n".join(videos) + "\n")
+    (tmp_path / "labels.txt").write_text("".join(f"tag{i}\n" for i in range(18)))
+    head_overrides = ["MODEL.embedding_size=16", "MODEL.lstm_size=16", "MODEL.hidden_sizes=[32, 16]", "MODEL.num_classes=18"]
+    paddle.seed(0)
+    head = str(tmp_path / "head.pdparams")
+    paddle.save(build_head(load_config(default_config_path("AttentionLSTM"), head_overrides).MODEL).state_dict(), head)
+    feature_quality = fresh_quality_weights(tmp_path / "qh", "QualityHead", "MODEL.hidden_size=16")
+    video_quality = fresh_quality_weights(tmp_path / "q", "Quality", "MODEL.num_layers=50", "INFER.seg_num=2",
+                                          "INFER.target_size=32")
+
+    def tag(save_dir, quality_weights, *extra):
+        args = ["--model", "AttentionLSTM", "--weights", head, "--label_file", str(tmp_path / "labels.txt"),
+                "--filelist", str(tmp_path / "videos.list"), "--save_dir", str(save_dir), "--extractor_backend",
+                "dygraph", "--quality_weights", quality_weights, *extra]
+        for item in head_overrides:
+            args += ["-o", item]
+        for item in ("INFER.seg_num=4", "INFER.short_size=32", "INFER.target_size=32", "MODEL.num_layers=50"):
+            args += ["--extractor_override", item]
+        assert predict_cli.main(args) == 0
+        return {r["video"]: r["quality"] for r in journal.read_jsonl(str(save_dir / "predictions.jsonl"))}
+
+    def score(save_dir, weights, filelist):
+        assert score_cli.main(["--weights", weights, "--filelist", filelist, "--save_dir", str(save_dir)]) == 0
+        return [r["quality"] for r in journal.read_jsonl(str(save_dir / "scores.jsonl"))]
+
+    on_features = tag(tmp_path / "tags", feature_quality, "--keep_features", str(tmp_path / "kept"))
+    assert list(on_features) == videos and len(set(on_features.values())) > 1
+    assert score(tmp_path / "s1", feature_quality, str(tmp_path / "kept" / "features.list")) == list(on_features.values())
+    on_videos = tag(tmp_path / "tags2", video_quality)
+    assert score(tmp_path / "s2", video_quality, str(tmp_path / "videos.list")) == list(on_videos.values())
+
+    table = pd.read_csv(tmp_path / "tags" / "predictions.csv")
+    assert dict(zip(table.video, table.quality)) == pytest.approx(on_features)
+    page = (tmp_path / "tags" / "report.html").read_text()
+    best = max(on_features, key=on_features.get)
+    assert 'id="by-best"' in page and 'id="only-low"' in page and "<script" not in page
+    assert f'class="video q-high" style="--best:0;--worst:{len(videos) - 1}"' in page
+    assert f'quality {on_features[best]:.3f}' in page

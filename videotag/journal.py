@@ -181,10 +181,14 @@ def merge_parts(save_dir, order):
 
 
 def write_csv(save_dir):
-    """predictions.csv from predictions.jsonl: one row per (video, tag), rank 1 = most probable."""
+    """predictions.csv from predictions.jsonl: one row per (video, tag), rank 1 = most probable; a
+    `quality` column (the video's score, on each of its rows) when the videos were scored."""
+    records = read_jsonl(os.path.join(save_dir, PREDICTIONS))
+    scored = any("quality" in record for record in records)
     with atomic_open(os.path.join(save_dir, CSV), newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(CSV_COLUMNS)
-        for record in read_jsonl(os.path.join(save_dir, PREDICTIONS)):
+        writer.writerow(CSV_COLUMNS + (("quality",) if scored else ()))
+        for record in records:
+            quality = [record.get("quality", "")] if scored else []
             for rank, tag in enumerate(record["tags"], 1):
-                writer.writerow([record["video"], rank, tag["class_id"], tag["class_name"], tag["probability"]])
+                writer.writerow([record["video"], rank, tag["class_id"], tag["class_name"], tag["probability"], *quality])

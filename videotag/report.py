@@ -109,10 +109,40 @@ body { font-family: sans-serif; margin: 1.5em; color: #222; }
 .tags .true .label { color: #0a7a2f; font-weight: bold; }
 .truth { color: #0a7a2f; }
 table { border-collapse: collapse; } td { padding: 1px 6px; vertical-align: top; }
+.quality { font-weight: bold; } .controls { margin: 4px 0; } .controls label { margin-right: 10px; }
+#by-best:checked ~ .videos .video { order: var(--best); }
+#by-worst:checked ~ .videos .video { order: var(--worst); }
+#only-low:checked ~ .videos .video:not(.q-low), #only-mid:checked ~ .videos .video:not(.q-mid),
+#only-high:checked ~ .videos .video:not(.q-high) { display: none; }
 """
+# Sorting and filtering by quality without scripts: radio buttons before the cards select, through CSS,
+# each card's flex order (its rank, set on the card) or whether its third of the scores is shown.
+QUALITY_CONTROLS = (
+    '<div class="controls">order:</div>'
+    '<input type="radio" name="order" id="by-list" checked><label for="by-list">as listed</label>'
+    '<input type="radio" name="order" id="by-best"><label for="by-best">best quality first</label>'
+    '<input type="radio" name="order" id="by-worst"><label for="by-worst">worst quality first</label>'
+    '<div class="controls">show:</div>'
+    '<input type="radio" name="band" id="only-all" checked><label for="only-all">all</label>'
+    '<input type="radio" name="band" id="only-low"><label for="only-low">lowest third (bad uploads?)</label>'
+    '<input type="radio" name="band" id="only-mid"><label for="only-mid">middle third</label>'
+    '<input type="radio" name="band" id="only-high"><label for="only-high">highest third (covers, key clips)</label>')
 
 
-def video_card(save_dir, record, labels, windows, label_names):
+def quality_places(predictions):
+    """{video: (card class, style)}: each scored video's third of the scores and its ranks both ways."""
+    scored = [r for r in predictions if "quality" in r]
+    if not scored:
+        return {}
+    order = sorted(range(len(scored)), key=lambda i: -scored[i]["quality"])
+    places = {}
+    for rank, i in enumerate(order):
+        band = ("q-high", "q-mid", "q-low")[min(2, 3 * rank // len(scored))]
+        places[scored[i]["video"]] = (band, f"--best:{rank};--worst:{len(scored) - 1 - rank}")
+    return places
+
+
+def video_card(save_dir, record, labels, windows, label_names, place=None):
     truth = set(labels.get(record["video"], [])) if labels is not None else set()
     thumb = thumbnail_path(save_dir, record["video"])
     image = (f'<img loading="lazy" src="{urllib.parse.quote(os.path.relpath(thumb, save_dir))}" alt="">'
@@ -121,8 +151,10 @@ def video_card(save_dir, record, labels, windows, label_names):
         f'<li class="{"true" if t["class_id"] in truth else ""}"><span class="label">{html.escape(t["class_name"])}'
         f'</span><span class="bar" style="width:{100 * t["probability"]:.0f}px"></span>{t["probability"]:.3f}</li>'
         for t in record["tags"])
-    parts = [f'<div class="video">{image}<div class="name">{html.escape(record["video"])}</div>'
-             f'<ol class="tags">{tags}</ol>']
+    band, style = place or ("", "")
+    quality = f'<div class="quality">quality {record["quality"]:.3f}</div>' if "quality" in record else ""
+    parts = [f'<div class="video {band}" style="{style}">{image}<div class="name">{html.escape(record["video"])}'
+             f'</div>{quality}<ol class="tags">{tags}</ol>']
     if truth:
         parts.append('<div class="truth">labels: ' + html.escape(", ".join(label_names[c] for c in sorted(truth)))
                      + "</div>")
@@ -149,8 +181,10 @@ def render(save_dir, predictions, label_names, labels=None, timeline=(), failure
         body += [f"<h2>Average precision per class</h2><p>mAP {mean:.3f} over {count} labelled videos; a class "
                  "outside a video's top tags scores 0 there (exact when --topk covers every class).</p>",
                  chart(rows, "classes")]
-    body.append('<h2>Videos</h2><div class="videos">')
-    body += [video_card(save_dir, r, labels, windows.get(r["video"]), label_names) for r in predictions]
+    places = quality_places(predictions)
+    body.append("<h2>Videos</h2>" + (QUALITY_CONTROLS if places else "") + '<div class="videos">')
+    body += [video_card(save_dir, r, labels, windows.get(r["video"]), label_names, places.get(r["video"]))
+             for r in predictions]
     body.append("</div>")
     if failures:
         body.append("<h2>Failed</h2><ul>" + "".join(

@@ -38,6 +38,7 @@ from .heads import (DygraphHead, InferenceHead, Tagger, as_overrides,  # noqa: F
 from .journal import (CSV, FAILURES, PREDICTIONS, REPORT, TIMELINE, Outputs, check_run_settings, merge_parts,
                       read_jsonl, tagged_videos, write_csv)
 from .models import default_config_path
+from .score import QualityScorer
 
 
 
@@ -65,6 +66,8 @@ def add_arguments(p):
                    help="frames sampled per timeline window (default 8)")
     p.add_argument("--restart", action="store_true", help="discard the tags already in --save_dir and "
                    "tag every video again (needed when the weights or settings changed)")
+    p.add_argument("--quality_weights", metavar="W", help="also score each video's quality with this Quality or "
+                   "QualityHead checkpoint: a `quality` field per video (docs/QUALITY.md)")
 
 
 def is_video_list(path):
@@ -165,6 +168,7 @@ def tag_videos(args):
     dist.barrier()
     dist.check_shared_dir(args.save_dir)  # several nodes: every rank's journal goes to one folder
     features = feature_settings(extractor_cfg, settings, *backbone_identity(args, manifest), args.cache_dir)
+    scorer = QualityScorer(args.quality_weights) if args.quality_weights else None
     check_run_settings(args.save_dir, run_settings(args, cfg, features, topk, manifest), args.restart)
     if store is not None:
         reconcile_store(store, features, False, len(videos))
@@ -184,7 +188,10 @@ def tag_videos(args):
             for item, result in zip(todo, iter_video_features([item.video for item in todo], settings, backbone)):
                 try:
                     windows = tag_one(item, result, args, tagger, settings, backbone, store)
-                    outputs.commit({"video": item.name, "tags": tagger([result.features])[0]}, windows)
+                    record = {"video": item.name, "tags": tagger([result.features])[0]}
+                    if scorer:
+                        record["quality"] = scorer(item.video.path, result.features)
+                    outputs.commit(record, windows)
                 except (ValueError, InputError) as err:  # this video only: report it and go on
                     failures.append((item.name, str(err), result.detail))
                     bar.write(f"skipped {item.name}: {err}", file=sys.stderr)
@@ -214,7 +221,16 @@ def run_settings(args, cfg, features, topk, manifest):
     return {"model_name": args.model_name, "weights": weights_digest(head), "head": digest_of(cfg.MODEL),
             "topk": topk, "labels": weights_digest(args.label_file) if args.label_file else None,
             "timeline": args.timeline, "timeline_frames": args.timeline_frames if args.timeline else None,
-            "features": features}
+            "features": features, **quality_setting(args)}
+
+
+def quality_setting(args):
+    """The quality weights' digest, recorded only when given (journals of runs without stay comparable)."""
+    if not getattr(args, "quality_weights", None):
+        return {}
+    if not os.path.isfile(args.quality_weights):
+        raise InputError("quality weights not found", args.quality_weights)
+    return {"quality": weights_digest(args.quality_weights)}
 
 
 def digest_of(section):
