@@ -21,7 +21,6 @@ from core.correlation import plcc, quality_metrics, srocc
 from core.errors import InputError
 from core.lists import scored_entries
 from core.trainer import read_metrics
-from extractor import backbones
 from extractor.pipeline import InferSettings, iter_video_features
 from extractor.quality_data import QualityListSource
 from extractor.resnet import ResNet
@@ -105,6 +104,23 @@ def test_inputs_crop_whole_and_scaled(tmp_path):
         QualityListSource(listed, quality_section(input="full"), False)
 
 
+# ---- the model ----
+def test_default_is_pptsm_regressing_one_score_per_clip():
+    """PP-TSM (the reference's backbone) by default: one score per clip of num_seg frames, and the temporal
+    shift makes it depend on the frames' order (a TSN mean would not); seg_num must match num_seg."""
+    task = quality_task("MODEL.num_seg=4", *[f"{s}.seg_num=4" for s in ("TRAIN", "VALID", "TEST", "INFER")])
+    assert task.cfg.MODEL.backbone == "pptsm" and task.best_metric == "srocc"
+    paddle.seed(0)
+    model = task.build_model()
+    model.eval()
+    clips = paddle.to_tensor(np.random.default_rng(0).normal(size=(3, 4, 3, 32, 32)).astype("float32"))
+    scores = model(clips)
+    assert scores.shape == [3, 1]
+    assert not np.allclose(model(clips[:, ::-1]).numpy(), scores.numpy(), atol=1e-6)
+    with pytest.raises(InputError, match="TRAIN.seg_num 3: PP-TSM .* shifts 4 frames together"):
+        quality_task("MODEL.num_seg=4", "TRAIN.seg_num=3")
+
+
 # ---- PaddleVideo's quality checkpoints ----
 def quality_task(*overrides):
     cfg = load_config(default_config_path("Quality"), list(overrides), default_config_path("Quality"))
@@ -116,8 +132,6 @@ def test_paddlevideo_quality_checkpoint_loads(tmp_path, backbone):
     """Names and shapes of PaddleVideo's Recognizer2D + TSMRecHead(num_classes=1), dumped by its own
     classes (tools/paddlevideo_quality/dump_names.py); random weights under those names load exactly."""
     names = json.load(open(NAMES_FIXTURE))[backbone]
-    if backbone == "pptsm" and "pptsm" not in backbones.BACKBONES:
-        pytest.skip("no pptsm backbone in extractor/backbones.py yet")
     rng = np.random.default_rng(0)
     state = {k: rng.normal(0, 0.1, shape).astype("float32") for k, shape in names.items()}
     path = str(tmp_path / "ppTSM_best.pdparams")
@@ -203,9 +217,10 @@ def test_end_to_end_trains_a_backbone_and_reports_srocc(library, tmp_path):
     folder, _, weights = library
     lines = (folder / "videos_train.list").read_text().splitlines()
     (folder / "small_train.list").write_text("\n".join(lines[:16]) + "\n")  # one source: every kind and strength
-    args = run_args("Quality", folder, "small", tmp_path, "MODEL.num_layers=50", "TRAIN.epoch=3", "TRAIN.batch_size=8",
-                    "TRAIN.learning_rate=0.001", "TRAIN.warmup_steps=0", "VALID.filelist=" + str(folder / "small_train.list"),
-                    *[f"{s}.{k}" for s in ("TRAIN", "VALID", "TEST") for k in (f"seg_num=2", f"target_size={CROP}")])
+    args = run_args("Quality", folder, "small", tmp_path, "MODEL.backbone=resnet_tsn", "MODEL.num_layers=50",
+                    "TRAIN.epoch=3", "TRAIN.batch_size=8", "TRAIN.learning_rate=0.001", "TRAIN.warmup_steps=0",
+                    "VALID.filelist=" + str(folder / "small_train.list"),
+                    *[f"{s}.{k}" for s in ("TRAIN", "VALID", "TEST") for k in ("seg_num=2", f"target_size={CROP}")])
     train_cli.main(args + ["--pretrain", weights])
     records = read_metrics(str(tmp_path / "metrics.jsonl"))
     assert [r["epoch"] for r in records] == [1, 2, 3] and records[-1]["train_loss"] < records[0]["train_loss"]
@@ -241,7 +256,7 @@ def test_tagging_adds_quality_and_score_agrees(library, tmp_path):
     head = str(tmp_path / "head.pdparams")
     paddle.save(build_head(load_config(default_config_path("AttentionLSTM"), head_overrides).MODEL).state_dict(), head)
     feature_quality = fresh_quality_weights(tmp_path / "qh", "QualityHead", "MODEL.hidden_size=16")
-    video_quality = fresh_quality_weights(tmp_path / "q", "Quality", "MODEL.num_layers=50", "INFER.seg_num=2",
+    video_quality = fresh_quality_weights(tmp_path / "q", "Quality", "MODEL.backbone=resnet_tsn", "INFER.seg_num=2",
                                           "INFER.target_size=32")
 
     def tag(save_dir, quality_weights, *extra):
