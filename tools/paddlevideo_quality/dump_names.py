@@ -4,7 +4,9 @@ builds it, and with its plain ResNet-50), built by PaddleVideo's own classes, wr
 tests/fixtures/paddlevideo_quality_names.json for tests/test_quality.py.
 
     git --git-dir=<PaddleVideo.git> archive HEAD applications/VideoQualityAssessment | tar x -C /tmp/pv
-    python tools/paddlevideo_quality/dump_names.py /tmp/pv/applications/VideoQualityAssessment
+    cd /tmp && python $REPO/tools/paddlevideo_quality/dump_names.py /tmp/pv/applications/VideoQualityAssessment
+
+(from another folder: PaddleVideo's logger leaves a .log.txt in the working directory)
 """
 import json
 import os
