@@ -100,7 +100,7 @@ def main():
         "Quality, whole frame": run("Quality", os.path.join(args.out, "whole"), *lists["videos"], common + whole,
                                     pretrain=weights),
     }
-    print(f"\n| model | held-out SROCC | PLCC | L1 | training s |\n|---|---|---|---|---|")
+    print("\n| model | held-out SROCC | PLCC | L1 | training s |\n|---|---|---|---|---|")
     for name, m in results.items():
         print(f"| {name} | {m['srocc']:.3f} | {m['plcc']:.3f} | {m['loss']:.3f} | {m['train_s']} |")
     with open(os.path.join(args.out, "results.json"), "w") as f:

@@ -18,7 +18,6 @@ import json
 import os
 import sys
 
-import numpy as np
 import paddle
 
 from core import dist
@@ -135,7 +134,7 @@ def main(argv=None):
     source.videos = [source.videos[i] for i in good]
     if hasattr(source, "scores"):  # the feature source keeps its scores apart
         source.scores = [source.scores[i] for i in good]
-    names, scores = [], np.zeros(0)
+    names, scores = [], []
     if source.videos:
         names, outputs, _ = Trainer(task, args.save_dir).infer(model, source)
         scores = [round(float(x), 4) for x in outputs.ravel()]
