@@ -88,7 +88,7 @@ def main():
                                   [r for r, c in zip(rows, clips) if (c[2] in held) == (part == "held")])
                        for part in ("train", "held")]
     print(f"{len(clips)} clips from {len(sources)} sources ({len(held)} held out: {', '.join(sorted(held))})")
-    common = [f"TRAIN.epoch={args.epochs}", "TRAIN.batch_size=8", "TRAIN.learning_rate=0.001", "TRAIN.warmup_steps=0",
+    common = ["MODEL.backbone=resnet_tsn", "MODEL.num_layers=50", f"TRAIN.epoch={args.epochs}", "TRAIN.batch_size=8", "TRAIN.learning_rate=0.001", "TRAIN.warmup_steps=0",
               "TRAIN.num_workers=2"] + [f"{s}.seg_num={SEG_NUM}" for s in ("TRAIN", "VALID", "TEST")]
     crop = [f"{s}.target_size={CROP}" for s in ("TRAIN", "VALID", "TEST")]
     whole = [f"{s}.input=whole" for s in ("TRAIN", "VALID", "TEST")]
