@@ -58,7 +58,7 @@ class QualityTask:
         clip = self.spec.clip_frames(cfg.MODEL)
         for split in ("TRAIN", "VALID", "TEST", "INFER"):
             section = cfg.get(split) or {}
-            check_input(section, cfg.path)
+            check_input(section, cfg.path, split)
             if clip and section.get("seg_num") and int(section["seg_num"]) != clip:
                 raise InputError(f"{split}.seg_num {section['seg_num']}: {self.spec.description} shifts "
                                  f"{clip} frames together, so each video must give exactly {clip}", cfg.path)

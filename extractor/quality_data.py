@@ -63,14 +63,15 @@ def video_frames(path, section):
     return QualityListSource(path, section, training=False, num_workers=1, videos=unscored([path])).load(0)
 
 
-def check_input(section, where):
-    """InputError unless the section's input settings are usable."""
+def check_input(section, where, name=""):
+    """InputError unless the section's input settings are usable (`name`: the section's, for the message)."""
+    prefix = f"{name}." if name else ""
     mode = section.get("input", "crop")
     if mode not in INPUTS:
-        raise InputError(f"input '{mode}' is not one of {', '.join(INPUTS)}", where)
+        raise InputError(f"{prefix}input '{mode}' is not one of {', '.join(INPUTS)}", where)
     size = section.get("frame_size") or []
     if size and (len(size) != 2 or min(size) < 32):
-        raise InputError(f"frame_size {size} must be [width, height], each at least 32 pixels", where)
+        raise InputError(f"{prefix}frame_size {size} must be [width, height], each at least 32 pixels", where)
 
 
 def frame_size(section):

@@ -119,6 +119,8 @@ def test_default_is_pptsm_regressing_one_score_per_clip():
     assert not np.allclose(model(clips[:, ::-1]).numpy(), scores.numpy(), atol=1e-6)
     with pytest.raises(InputError, match="TRAIN.seg_num 3: PP-TSM .* shifts 4 frames together"):
         quality_task("MODEL.num_seg=4", "TRAIN.seg_num=3")
+    with pytest.raises(InputError, match=r"VALID.frame_size \[672\] must be \[width, height\]"):
+        quality_task("VALID.frame_size=[672]")
 
 
 # ---- PaddleVideo's quality checkpoints ----
