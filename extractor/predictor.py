@@ -213,16 +213,24 @@ def _file_digest(path, size, mtime_ns):
     return digest.hexdigest()
 
 
+# MODEL keys that never shape a backbone (the TSN classifier's, the heads'): left out of export keys.
+NOT_BACKBONE = {"name", "backbone", "num_layers", "num_seg", "num_classes", "seg_num", "feature_dim", "drop_rate",
+                "freeze_bn"}
+
+
 def backbone_tag(model_cfg):
-    """The backbone's name with what shapes its network: depth, and the clip of a shift backbone
-    (VideoTag's ResNet keeps its older "resnet101", so earlier exports stay cached)."""
+    """The backbone's name with what shapes its network: depth, the clip of a shift backbone and a
+    digest of any other MODEL value (PP-TSMv2's temporal_attention, ...; a key too many only costs an
+    export). VideoTag's ResNet keeps its older "resnet101", so earlier exports stay cached."""
     section = model_section(model_cfg)
     spec = backbones.get(section)
     depth = int(section.get("num_layers", 101)) if spec.depths else ""
     if spec.name == backbones.DEFAULT:
         return f"resnet{depth}"
     clip = spec.clip_frames(section)
-    return f"{spec.name}{depth}" + (f"-seg{clip}" if clip else "")
+    options = {key: value for key, value in section.items() if key not in NOT_BACKBONE}
+    digest = hashlib.blake2b(json.dumps(options, sort_keys=True, default=str).encode(), digest_size=4).hexdigest()
+    return f"{spec.name}{depth}" + (f"-seg{clip}" if clip else "") + f"-{digest}"
 
 
 def cache_key(model_cfg, weights, image_size, precision="fp32"):

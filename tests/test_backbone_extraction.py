@@ -14,8 +14,6 @@ from core.config import load_config
 from extractor import backbones, cli as extractor_cli
 from extractor.pipeline import InferSettings, clip_order, iter_video_features
 from extractor.predictor import DygraphBackbone, build_model, create_backbone
-from extractor.pptsm_v2 import PPTSMv2
-from extractor.resnet_vd import ResNetVd
 from extractor.sampling import normalize
 from extractor.stores import write_settings
 from extractor.video import read_sampled_crops
@@ -28,25 +26,7 @@ SEG_NUM = 6  # not a multiple of CLIP: the last windows are padded
 TINY = ["INFER.seg_num=6", "INFER.short_size=64", "INFER.target_size=64", "INFER.num_workers=1",
         "MODEL.num_layers=50", f"MODEL.num_seg={CLIP}"]
 HEAD = ["MODEL.embedding_size=8", "MODEL.lstm_size=8", "MODEL.hidden_sizes=[16, 8]", "MODEL.num_classes=6"]
-SHIFT_TSM, SHIFT_V2 = "test_pptsm", "test_pptsmv2"
-
-
-def load_state(network, path):
-    network.set_state_dict(paddle.load(path))
-    return [], []
-
-
-@pytest.fixture(autouse=True)
-def shift_backbones(monkeypatch):
-    """The PP networks as registry entries of this test (the same networks the PP entries build)."""
-    table = dict(backbones.BACKBONES)
-    table[SHIFT_TSM] = backbones.Backbone(
-        SHIFT_TSM, "PP-TSM (test entry)", lambda m: ResNetVd(int(m.get("num_layers", 50)), True, int(m["num_seg"])),
-        load_state, lambda m: 2048, lambda m: int(m["num_seg"]), depths=(50, 101))
-    table[SHIFT_V2] = backbones.Backbone(
-        SHIFT_V2, "PP-TSMv2 (test entry)", lambda m: PPTSMv2(int(m["num_seg"])), load_state,
-        lambda m: 1280, lambda m: int(m["num_seg"]))
-    monkeypatch.setattr(backbones, "BACKBONES", table)
+SHIFT_TSM, SHIFT_V2 = "pptsm", "pptsmv2"
 
 
 @pytest.fixture(autouse=True)
@@ -169,7 +149,7 @@ def test_a_record_without_a_backbone_is_resnet_tsn(videos, tmp_path, caplog):
 
 
 def test_int8_is_refused_for_a_shift_backbone_in_one_line(tmp_path):
-    with pytest.raises(extractor_cli.InputError, match="int8 is not supported for PP-TSM"):
+    with pytest.raises(extractor_cli.InputError, match="int8 is not supported for PP-TSM .ResNet-vd, temporal shift. .a temporal-shift backbone.: use"):
         create_backbone(section(SHIFT_TSM), None, 64, cache_dir=str(tmp_path), precision="int8")
 
 
@@ -215,5 +195,5 @@ def test_a_head_of_another_feature_size_is_refused_before_any_video(videos, tmp_
     with pytest.raises(SystemExit) as stopped:
         predict_cli.main(argv)
     assert stopped.value.code == 2
-    assert "the extractor's one 1280-d feature (PP-TSMv2 (test entry))" in capsys.readouterr().err
+    assert "the extractor's one 1280-d feature (PP-TSMv2 (PP-LCNetV2, temporal shift))" in capsys.readouterr().err
     assert not (tmp_path / "out" / "predictions.jsonl").exists()
