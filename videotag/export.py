@@ -20,8 +20,8 @@ from core.config import load_config
 from core.errors import InputError, exit_on_input_error
 from core.fsutil import atomic_open
 from core.log import log
-from extractor.cli import DEFAULT_CONFIG
 from extractor import backbones
+from extractor.cli import DEFAULT_CONFIG
 from extractor.predictor import build_model, check_precision, inference_device, save_inference_program
 
 from . import cli

@@ -24,6 +24,7 @@ from core.errors import InputError, check_writable
 from core.fsutil import atomic_open
 from core.lists import list_entries, write_list
 from core.log import log
+from extractor import backbones
 from extractor.cli import (DEFAULT_CONFIG, add_backbone_arguments, check_settings, failure_line, feature_dim,
                            feature_settings, reconcile_store)
 from extractor.pipeline import InferSettings, backbone_from_config, iter_video_features
@@ -144,6 +145,7 @@ def tag_videos(args):
         raise InputError("--timeline needs a positive number of seconds and --timeline_frames at least 1")
     cfg, task = cli.setup(args)
     extractor_cfg = load_config(args.extractor_config, args.extractor_override, DEFAULT_CONFIG)
+    backbones.get(extractor_cfg.MODEL, extractor_cfg.path)  # an unknown backbone or depth: one line
     check_head_takes_extractor_features(cfg.MODEL, cfg.path, extractor_cfg.MODEL)
     settings = InferSettings.from_config(extractor_cfg)
     check_settings(settings, extractor_cfg.path)
