@@ -84,19 +84,12 @@ def backbone_shape(model_cfg=101):
     return int(spec.feature_dim(section)), int(spec.clip_frames(section))
 
 
-class _Shape:
-    """What the pipeline asks of a backbone callable besides calling it."""
-
-    def describe(self, model_cfg):
-        self.feature_dim, self.clip_frames = backbone_shape(model_cfg)
-
-
-class DygraphBackbone(_Shape):
+class DygraphBackbone:
     backend = "dygraph"
 
     def __init__(self, model):
         self.model = model
-        self.describe(section_of(model))
+        self.feature_dim, self.clip_frames = backbone_shape(section_of(model))
 
     def __call__(self, images):
         with paddle.no_grad():
@@ -150,14 +143,14 @@ def check_precision(precision, device="cpu", backend="inference", where=None):
                          f"so {precision} would run slower than fp32: use fp32", where)
 
 
-class InferenceBackbone(_Shape):
+class InferenceBackbone:
     """An exported backbone through paddle.inference; `model_cfg`: the MODEL section (or ResNet
     depth) it was exported from."""
     backend = "inference"
 
     def __init__(self, model_prefix, device="cpu", use_tensorrt=False, max_batch=32, image_size=224,
                  precision="fp32", model_cfg=101):
-        self.describe(model_cfg)
+        self.feature_dim, self.clip_frames = backbone_shape(model_cfg)
         config = paddle.inference.Config(model_file(model_prefix), model_prefix + ".pdiparams")
         self.precision = precision
         if device.startswith("gpu"):
