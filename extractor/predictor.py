@@ -363,7 +363,8 @@ def _quantize_here(folder, model_cfg, weights, image_size):
     """The child of quantize_int8 (PIR off): fp32 program -> int8 program in `folder`."""
     from paddle.static.quantization import PostTrainingQuantization  # only here: it needs static mode
 
-    save_inference_program(build_model(model_cfg, weights or None), os.path.join(folder, "fp32", "backbone"), image_size)
+    save_inference_program(build_model(model_cfg, weights or None), os.path.join(folder, "fp32", "backbone"),
+                           image_size)
     frames = np.load(os.path.join(folder, CALIBRATION_FRAMES))
     paddle.enable_static()
     batches = CalibrationBatches(frames)

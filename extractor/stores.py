@@ -7,8 +7,9 @@ to append to when a process is killed, so each video is first written atomically
 one by rename (once per run, by one process).
 
 Both kinds record the settings that made their features in <save_dir>/extraction.json (and the
-HDF5 store in its attributes): weights digest, backbone (when not the default) and depth, seg_num, sizes, engine. A rerun compares
-them with its own (`settings_changed`) instead of taking old features for new ones.
+HDF5 store in its attributes): weights digest, backbone (when not the default), depth, num_seg,
+seg_num, sizes, engine. A rerun compares them with its own (`settings_changed`) instead of taking
+old features for new ones.
 """
 import glob
 import json
