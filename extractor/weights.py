@@ -87,6 +87,16 @@ def convert_state(checkpoint, model_state, depth):
     return state, missing, unexpected
 
 
+def log_mismatches(path, missing, unexpected):
+    """Warn about backbone weights a checkpoint lacks and checkpoint keys nothing took."""
+    if missing:
+        log.warning("%s: %d backbone weights missing, left at random init: %s",
+                    path, len(missing), ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
+    if unexpected:
+        log.warning("%s: %d keys not used: %s", path, len(unexpected),
+                    ", ".join(unexpected[:10]) + (" ..." if len(unexpected) > 10 else ""))
+
+
 def load_weights(model, path):
     """Load `path` into `model` (a ResNet), logging missing and unexpected keys."""
     checkpoint = read_state(path, "weights file")
@@ -95,11 +105,6 @@ def load_weights(model, path):
     if not state:
         raise InputError(f"no ResNet-{model.depth} weights found (first keys: "
                          f"{', '.join(list(checkpoint)[:5])})", path)
-    if missing:
-        log.warning("%s: %d backbone weights missing, left at random init: %s",
-                    path, len(missing), ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
-    if unexpected:
-        log.warning("%s: %d keys not used: %s", path, len(unexpected),
-                    ", ".join(unexpected[:10]) + (" ..." if len(unexpected) > 10 else ""))
+    log_mismatches(path, missing, unexpected)
     model.set_state_dict({key: paddle.to_tensor(value) for key, value in state.items()})
     return missing, unexpected
