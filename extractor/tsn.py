@@ -29,10 +29,10 @@ SPLITS = ("TRAIN", "VALID", "TEST")
 
 
 class TSN(nn.Layer):
-    def __init__(self, depth=101, num_classes=400, drop_rate=0.0, freeze_bn=False, backbone=backbones.DEFAULT,
-                 num_seg=8):
+    def __init__(self, depth=101, num_classes=400, drop_rate=0.0, freeze_bn=False, model_cfg=None):
+        """model_cfg: the MODEL section naming the backbone and its options (None: ResNet TSN of `depth`)."""
         super().__init__()
-        self.model_cfg = {"backbone": backbone, "num_layers": depth, "num_seg": num_seg}
+        self.model_cfg = {**(model_cfg or {}), "num_layers": depth}
         spec = backbones.get(self.model_cfg)
         self.backbone = spec.build(self.model_cfg)
         self.feature_dim = spec.feature_dim(self.model_cfg)
@@ -102,8 +102,7 @@ class TSNTask:
     def build_model(self):
         model_cfg = self.cfg.MODEL
         return self.model_class(int(model_cfg.get("num_layers", 101)), int(model_cfg.num_classes),
-                                model_cfg.get("drop_rate", 0.0), bool(model_cfg.get("freeze_bn", False)),
-                                backbones.backbone_name(model_cfg), int(model_cfg.get("num_seg", 8)))
+                                model_cfg.get("drop_rate", 0.0), bool(model_cfg.get("freeze_bn", False)), dict(model_cfg))
 
     def adopt_checkpoint(self, state, path):
         """--pretrain: remember where the checkpoint is, for the backbone's own loader."""
