@@ -4,6 +4,7 @@ training steps of each, the best checkpoint straight into `python -m extractor`,
 PaddleVideo-named checkpoint, and a head trained on the 1280-d features without editing feature_dims."""
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ import paddle
 import pytest
 import yaml
 
+import paddlevideo_weights
 import train as train_cli
 from core.config import CONFIG_DIR, load_config
 from core.errors import InputError
@@ -23,6 +25,7 @@ from videotag.models import make_task
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLOURS = [(220, 30, 30), (30, 40, 220), (30, 200, 40)]  # class 0 red, 1 blue, 2 green
+FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "paddlevideo"
 RECIPES = {"PPTSM": "pptsm.yaml", "PPTSN": "pptsn.yaml", "PPTSMv2": "pptsmv2.yaml"}
 
 
@@ -197,3 +200,76 @@ def test_pptsm_learns_and_its_best_checkpoint_extracts(videos, pptsm_run, tmp_pa
     with paddle.no_grad():
         expected = model.backbone(paddle.to_tensor(next(source.batches()).images[1])).numpy()
     np.testing.assert_allclose(features[1], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_pptsn_pretrains_from_a_paddlevideo_checkpoint(videos, tmp_path):
+    # PaddleVideo's recognizer layout (backbone.<its names>, head.fc.*), weights seeded as the fixtures'
+    names_shapes = json.loads((FIXTURES / "nets.json").read_text())["nets"]["pptsn_r50"]["state"]
+    theirs = paddlevideo_weights.state(names_shapes)
+    checkpoint = {**{"backbone." + k: v for k, v in theirs.items()},
+                  "head.fc.weight": np.zeros([2048, 400], np.float32), "head.fc.bias": np.zeros([400], np.float32)}
+    paddle.save(checkpoint, str(tmp_path / "ppTSN_k400.pdparams"))
+    # learning rate 0, no L2, frozen BN: the loaded values must come out as they went in
+    train_cli.main(tiny(videos, "PPTSN", tmp_path / "tuned", "TRAIN.learning_rate=0.0", "TRAIN.weight_decay=0.0",
+                        "MODEL.freeze_bn=true", "TRAIN.mixup_alpha=0.0", "VALID.filelist=null", "TEST.filelist=null",
+                        "TRAIN.batch_size=4") + ["--pretrain", str(tmp_path / "ppTSN_k400.pdparams")])
+    tuned = {k: v.numpy() for k, v in paddle.load(str(tmp_path / "tuned" / "PPTSN_epoch1.pdparams")).items()}
+    spec = backbones.get({"backbone": "pptsn", "num_layers": 50})
+    expected = spec.build({"backbone": "pptsn", "num_layers": 50})
+    spec.load_weights(expected, str(tmp_path / "ppTSN_k400.pdparams"))
+    for key, value in expected.state_dict().items():
+        np.testing.assert_array_equal(tuned["backbone." + key], value.numpy(), err_msg=key)
+    assert tuned["fc.weight"].shape == (2048, 2)  # a fresh classifier for our 2 classes
+
+
+@pytest.fixture(scope="module")
+def pptsmv2_features(videos, tmp_path_factory):
+    """PP-TSMv2 trained two steps on its full recipe (label smoothing off as PaddleVideo's, mixup 0.2),
+    then its best checkpoint extracting 1280-d features."""
+    save_dir = tmp_path_factory.mktemp("pptsmv2")
+    train_cli.main(tiny(videos, "PPTSMv2", save_dir, "VALID.filelist=null", "TEST.filelist=null"))
+    return extract(videos, save_dir / "features", "pptsmv2.yaml", save_dir / "PPTSMv2_best.pdparams"), save_dir
+
+
+def test_pptsmv2_trains_with_mixup_and_extracts_1280d_features(pptsmv2_features):
+    features, save_dir = pptsmv2_features
+    saved = yaml.safe_load((save_dir / "config.yaml").read_text())
+    assert saved["TRAIN"]["mixup_alpha"] == 0.2 and saved["MODEL"]["backbone"] == "pptsmv2"
+    assert np.isfinite(metrics(save_dir)[0]["train_loss"])
+    assert all(f.shape == (8, 1280) and np.isfinite(f).all() for f in features.values())
+
+
+def head_args(feature_list, save_dir, *extra):
+    args = ["--model_name", "AttentionLSTM", "--config", os.path.join(CONFIG_DIR, "attention_lstm.yaml"),
+            "--save_dir", str(save_dir)]
+    for item in ["MODEL.num_classes=2", "MODEL.embedding_size=16", "MODEL.lstm_size=8", "MODEL.hidden_sizes=[16, 8]",
+                 "TRAIN.epoch=1", "TRAIN.min_steps=0", "TRAIN.batch_size=2", "TRAIN.warmup_steps=0",
+                 f"TRAIN.filelist={feature_list}", f"VALID.filelist={feature_list}", f"TEST.filelist={feature_list}",
+                 "VALID.batch_size=4", "TEST.batch_size=4", *extra]:
+        args += ["-o", item]
+    return args
+
+
+def test_a_head_trains_on_1280d_features_without_editing_feature_dims(videos, pptsmv2_features, tmp_path, capsys):
+    features, save_dir = pptsmv2_features
+    feature_list = tmp_path / "features.list"
+    feature_list.write_text("".join(f"{save_dir / 'features' / 'clips' / f'v{i}.npy'} {i % 2}\n" for i in range(4)))
+    train_cli.main(head_args(feature_list, tmp_path / "head"))
+    saved = yaml.safe_load((tmp_path / "head" / "config.yaml").read_text())
+    assert saved["MODEL"]["feature_dims"] == [1280]  # eval, predict and tag read it beside the checkpoint
+    weights = paddle.load(str(tmp_path / "head" / "AttentionLSTM_best.pdparams"))
+    assert list(weights["encoders.0.embedding.weight"].shape) == [1280, 16]
+    # a config that says 2048 itself: one line naming the list, its line and the feature file
+    with pytest.raises(SystemExit) as exit_info:
+        train_cli.main(head_args(feature_list, tmp_path / "explicit", "MODEL.feature_dims=[2048]"))
+    assert exit_info.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "features.list:1:" in errors[0] and "v0.npy" in errors[0], errors
+    assert "[8, 1280], expected [frames, 2048]" in errors[0]
+    # one file of another size among them: named as well, before any training
+    np.save(tmp_path / "odd.npy", np.zeros((8, 2048), np.float32))
+    feature_list.write_text(feature_list.read_text() + f"{tmp_path / 'odd.npy'} 1\n")
+    with pytest.raises(SystemExit):
+        train_cli.main(head_args(feature_list, tmp_path / "mixed"))
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "features.list:5:" in errors[0] and "odd.npy" in errors[0], errors
