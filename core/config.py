@@ -55,7 +55,8 @@ MINIMUM = {"batch_size": (1, True), "epoch": (1, True), "learning_rate": (0, Tru
            "mixup_alpha": (0, True), "multiscale_crop": (0, True)}
 # The schedule each head's own recipe used (VideoTag's, or the paper's): a config that names its
 # learning_rate but no lr_schedule gets it, so old configs train as they did (see derive_recipe).
-RECIPE_SCHEDULE = {"AttentionLSTM": "piecewise", "AttentionCluster": "constant", "NeXtVLAD": "exponential"}
+RECIPE_SCHEDULE = {"AttentionLSTM": "piecewise", "AttentionCluster": "constant", "NeXtVLAD": "exponential",
+                   "PPTSM": "cosine", "PPTSN": "cosine", "PPTSMv2": "cosine"}  # PaddleVideo's PP recipes
 _logged_ignored = set()  # (config path, "SECTION.key") already named in the log: once per process
 
 

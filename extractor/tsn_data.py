@@ -1,6 +1,7 @@
 """Labelled video lists for TSN fine-tuning: `path.mp4 label` per line, decoded into batches of frames.
 
-Training takes a random frame from each of `seg_num` equal segments, resizes (VideoTag's 4:3 size or
+Training takes a random frame from each of `seg_num` equal segments (or, TRAIN.sampling dense,
+PaddleVideo's dense clip: seg_num frames 64 // seg_num apart from a random start), resizes (VideoTag's 4:3 size or
 the short side, see sampling.RESIZE_MODES), optionally takes PaddleVideo's multi-scale crop
 (TRAIN.multiscale_crop), then one random crop and (half the time) a horizontal flip shared by the
 video's frames; validation and test take the segment middles (the extractor's rule) and a centre crop.
@@ -107,6 +108,19 @@ def multiscale_crop(frames, size, rng, mode):
     return [np.asarray(Image.fromarray(crop).resize((size, size), Image.BILINEAR)) for crop in crops]
 
 
+DENSE_WINDOW = 64  # frames a dense clip spans (PaddleVideo's dense Sampler)
+TRAIN_SAMPLING = ("uniform", "dense")
+
+
+def dense_clip_frames(num_frames, seg_num, rng):
+    """PaddleVideo's dense sampling (PP-TSM's dense configs): seg_num frames DENSE_WINDOW // seg_num apart
+    from a random start among the first num_frames - DENSE_WINDOW, wrapping round a shorter video."""
+    stride = DENSE_WINDOW // seg_num
+    last_start = num_frames - DENSE_WINDOW  # PaddleVideo draws randint(0, 1 + n - 64 - 1): 0 .. n - 65
+    start = int(rng.integers(last_start)) if last_start > 0 else 0
+    return [(i * stride + start) % num_frames for i in range(seg_num)]
+
+
 def random_crop_flip(frames, short_size, target_size, rng, mode="videotag", multiscale=0):
     """One random target_size crop position and flip for all of a video's frames (TSN's group crop),
     after the resize of `mode` (see sampling.RESIZE_MODES) and, when `multiscale`, PaddleVideo's
@@ -133,6 +147,9 @@ class VideoListSource:
         self.resize = section.get("resize", "videotag")
         check_resize_mode(self.resize, list_path)
         self.multiscale = section.get("multiscale_crop", 0) if training else 0
+        self.sampling = section.get("sampling", "uniform") if training else "uniform"
+        if self.sampling not in TRAIN_SAMPLING:
+            raise InputError(f"TRAIN.sampling '{self.sampling}' is not one of {', '.join(TRAIN_SAMPLING)}")
         self.mixup_alpha = mixup_alpha if training else 0.0
         if self.target_size > (self.multiscale or self.short_size):
             raise InputError(f"target_size {self.target_size} is larger than "
@@ -162,8 +179,12 @@ class VideoListSource:
             num_frames = len(reader)
             if num_frames == 0:
                 raise ValueError("video has no frames")
-            indices = (random_segment_frames(num_frames, self.seg_num, rng) if self.training
-                       else segment_middles(num_frames, self.seg_num))
+            if not self.training:
+                indices = segment_middles(num_frames, self.seg_num)
+            elif self.sampling == "dense":
+                indices = dense_clip_frames(num_frames, self.seg_num, rng)
+            else:
+                indices = random_segment_frames(num_frames, self.seg_num, rng)
             distinct = sorted(set(indices))  # decode each frame once, seeking only forward
             frames = dict(zip(distinct, reader.get_batch(distinct).asnumpy()))
         except Exception as err:  # decord raises its own errors on unreadable files

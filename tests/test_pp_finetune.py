@@ -20,7 +20,7 @@ from core.config import CONFIG_DIR, load_config
 from core.errors import InputError
 from extractor import backbones
 from extractor.tsn import TSNTask, soft_targets
-from extractor.tsn_data import MIXUP_STREAM, Batch, VideoListSource, multiscale_box
+from extractor.tsn_data import MIXUP_STREAM, Batch, VideoListSource, dense_clip_frames, multiscale_box
 from videotag.models import make_task
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -166,6 +166,18 @@ def test_multiscale_crop_boxes_are_paddlevideos():
     # 13 fixed positions on a quarter grid: for a 224x224 crop, x in {0, 29.25, 58.5, 87.75, 117} rounded half-even
     lefts = {left for left, top, right, bottom in boxes if (right - left, bottom - top) == (224, 224)}
     assert lefts == {0, 29, 58, 88, 117}
+
+
+def test_dense_sampling_is_paddlevideos():
+    # 8 frames 64 // 8 = 8 apart from a start in 0 .. n - 65 (PaddleVideo: randint(0, 1 + n - 64 - 1))
+    starts = set()
+    for seed in range(300):
+        frames = dense_clip_frames(100, 8, np.random.default_rng(seed))
+        assert np.diff(frames).tolist() == [8] * 7
+        starts.add(frames[0])
+    assert starts == set(range(36))
+    # a video shorter than the window: from frame 0, wrapping round
+    assert dense_clip_frames(30, 8, np.random.default_rng(0)) == [0, 8, 16, 24, 2, 10, 18, 26]
 
 
 # ---- real training steps ----
