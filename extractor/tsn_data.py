@@ -1,10 +1,12 @@
-"""Labelled video lists for TSN fine-tuning: `path.mp4 label` per line, decoded into batches of frames.
+"""Labelled video lists for fine-tuning a stage-one backbone (TSN, PP-TSN, PP-TSM, PP-TSMv2): `path.mp4 label`
+per line, decoded into batches of frames.
 
 Training takes a random frame from each of `seg_num` equal segments (or, TRAIN.sampling dense,
-PaddleVideo's dense clip: seg_num frames 64 // seg_num apart from a random start), resizes (VideoTag's 4:3 size or
-the short side, see sampling.RESIZE_MODES), optionally takes PaddleVideo's multi-scale crop
-(TRAIN.multiscale_crop), then one random crop and (half the time) a horizontal flip shared by the
-video's frames; validation and test take the segment middles (the extractor's rule) and a centre crop.
+PaddleVideo's dense clip: seg_num frames 64 // seg_num apart from a random start), resizes (VideoTag's
+4:3 size, PaddleVideo's, or the short side: sampling.RESIZE_MODES), optionally takes PaddleVideo's
+multi-scale crop (TRAIN.multiscale_crop), then one random crop and (half the time) a horizontal flip
+shared by the video's frames; validation and test take the segment middles (the extractor's rule) and
+a centre crop.
 Every random choice comes from (seed, epoch, video index): a resumed run and N processes see
 exactly what one uninterrupted process sees.
 
@@ -151,9 +153,9 @@ class VideoListSource:
         if self.sampling not in TRAIN_SAMPLING:
             raise InputError(f"TRAIN.sampling '{self.sampling}' is not one of {', '.join(TRAIN_SAMPLING)}")
         self.mixup_alpha = mixup_alpha if training else 0.0
+        crop_from = f"multiscale_crop {self.multiscale}" if self.multiscale else f"short_size {self.short_size}"
         if self.target_size > (self.multiscale or self.short_size):
-            raise InputError(f"target_size {self.target_size} is larger than "
-                             + (f"multiscale_crop {self.multiscale}" if self.multiscale else f"short_size {self.short_size}"))
+            raise InputError(f"target_size {self.target_size} is larger than {crop_from}")
 
     def __len__(self):
         return len(self.videos)

@@ -128,7 +128,7 @@ def feature_problem(arrays, feature_names, feature_dims):
     for name, dim, array in zip(feature_names, feature_dims, arrays):
         if array.ndim != 2 or array.shape[1] != dim:
             return (f"feature '{name}' has shape {list(array.shape)}, expected [frames, {dim}] "
-                    "(MODEL.feature_dims; a config without it takes the size from the features)")
+                    "(MODEL.feature_dims)")
         if array.shape[0] == 0:
             return f"feature '{name}' has no frames"
         if not np.isfinite(array).all():

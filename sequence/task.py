@@ -22,15 +22,22 @@ class SequenceTask:
         if cfg.MODEL.get("name", model_name) != model_name:
             raise InputError(f"the config is for {cfg.MODEL['name']}, not {model_name}", cfg.path)
         self.model_name, self.model_class, self.cfg = model_name, model_class, cfg
-        dims, names = cfg.MODEL.feature_dims, cfg.MODEL.feature_names
         # MODEL.feature_dims left to the reference config: taken from the first feature list opened
         # before the model is built (the backbone decides it: 2048 ResNet, 1280 PP-TSMv2, ...)
         self.dims_open = "MODEL.feature_dims" not in getattr(cfg, "named", {"MODEL.feature_dims"})
-        if len(dims) != len(names) and not self.dims_open:
-            raise InputError(f"MODEL.feature_names {names} and MODEL.feature_dims {dims} differ in length", cfg.path)
+        if not self.dims_open:
+            self._check_dims()
+
+    def _check_dims(self):
+        dims, names = self.cfg.MODEL.feature_dims, self.cfg.MODEL.feature_names
+        if len(dims) != len(names):
+            raise InputError(f"MODEL.feature_names {names} and MODEL.feature_dims {dims} differ in length",
+                             self.cfg.path)
 
     def build_model(self):
-        self.dims_open = False  # the model's sizes are fixed from here on
+        if self.dims_open:  # no feature list opened first (eval, predict): the config's sizes
+            self._check_dims()
+            self.dims_open = False  # the model's sizes are fixed from here on
         return build_model(self.model_class, self.cfg.MODEL)
 
     def _take_dims_from(self, source):
