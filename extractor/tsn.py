@@ -15,17 +15,21 @@ PaddleVideo's released checkpoints, a bare backbone): the backbone is renamed to
 classifier dropped.
 """
 
+import re
+
 import numpy as np
 import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
 from core.errors import InputError
+from core.log import log
 
 from . import backbones
 from .tsn_data import VideoListSource
 
 SPLITS = ("TRAIN", "VALID", "TEST")
+ATTENTION_KEY = re.compile(r"(^|\.)(global|temporal)_attention\.")  # PP-TSMv2's, in PaddleVideo's names or ours
 
 
 class TSN(nn.Layer):
@@ -105,8 +109,16 @@ class TSNTask:
                                 model_cfg.get("drop_rate", 0.0), bool(model_cfg.get("freeze_bn", False)), dict(model_cfg))
 
     def adopt_checkpoint(self, state, path):
-        """--pretrain: remember where the checkpoint is, for the backbone's own loader."""
+        """Before the model is built: remember where the checkpoint is (--pretrain reads it with the
+        backbone's own loader), and follow its PP-TSMv2 temporal attention (PaddleVideo's 16-frame
+        distilled release has one, the others none), which changes the network."""
         self.pretrain_path = path
+        if self.spec.name == "pptsmv2":
+            attention = any(ATTENTION_KEY.search(key) for key in state)
+            if attention != bool(self.cfg.MODEL.get("temporal_attention", False)):
+                log.info("%s: %s temporal attention: MODEL.temporal_attention=%s", path,
+                         "PP-TSMv2 weights with" if attention else "PP-TSMv2 weights without", str(attention).lower())
+                self.cfg.MODEL["temporal_attention"] = attention
         return state
 
     def convert_pretrained(self, state, model):

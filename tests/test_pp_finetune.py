@@ -285,3 +285,14 @@ def test_a_head_trains_on_1280d_features_without_editing_feature_dims(videos, pp
         train_cli.main(head_args(feature_list, tmp_path / "mixed"))
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "features.list:5:" in errors[0] and "odd.npy" in errors[0], errors
+
+
+def test_pptsmv2_follows_the_temporal_attention_of_its_checkpoint():
+    # PaddleVideo's 16-frame distilled release has the attention: --pretrain (and eval) build it then
+    cfg = load_config(os.path.join(CONFIG_DIR, "pptsmv2.yaml"))
+    task = make_task("PPTSMv2", cfg)
+    task.adopt_checkpoint({"Student.0.global_attention.fc.weight": np.zeros(1)}, "PPTSMv2_k400_16f_dml.pdparams")
+    assert cfg.MODEL.temporal_attention is True
+    assert task.build_model().backbone.temporal_attention is not None
+    task.adopt_checkpoint({"backbone.stem.conv.conv.weight": np.zeros(1)}, "ours.pdparams")
+    assert cfg.MODEL.temporal_attention is False
