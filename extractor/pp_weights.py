@@ -44,7 +44,8 @@ LCNET_FUSED = re.compile(r"\.dw_conv\.(weight|bias)$")
 
 
 def backbone_keys(checkpoint):
-    """(bare backbone name -> (checkpoint key, value), keys set aside): whichever layout the file has."""
+    """({bare backbone name: (checkpoint key, value)}, keys of a distillation file in neither of its models),
+    whichever layout the file has."""
     distilled = any(key.startswith(STUDENT) for key in checkpoint)
     bare, set_aside = {}, []
     for key, value in checkpoint.items():

@@ -21,9 +21,10 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
-from .resnet import BLOCKS_PER_STAGE as _ALL_DEPTHS, EXPANSION, FEATURE_DIM, STAGE_WIDTHS  # noqa: F401 (FEATURE_DIM: same 2048)
+from .resnet import BLOCKS_PER_STAGE as _ALL_DEPTHS, EXPANSION, STAGE_WIDTHS
 
 BLOCKS_PER_STAGE = {depth: _ALL_DEPTHS[depth] for depth in (50, 101)}
+FEATURE_DIM = STAGE_WIDTHS[-1] * EXPANSION
 STEM_WIDTHS = (32, 32, 64)
 LEAKY_SLOPE = 0.01  # paddle's leaky_relu default, which PP-TSM uses
 

@@ -150,11 +150,12 @@ def test_unrelated_checkpoint_is_refused(tmp_path):
 
 
 def test_temporal_attention_must_agree_with_the_checkpoint(tmp_path):
-    with_attention = write(tmp_path / "att.pdparams", {"backbone.stem.0.conv.weight": np.zeros([32, 3, 3, 3], "float32"),
+    stem = np.zeros([32, 3, 3, 3], "float32")
+    with_attention = write(tmp_path / "att.pdparams", {"backbone.stem.0.conv.weight": stem,
                                                        "backbone.global_attention.fc.weight": np.zeros([8, 8], "float32")})
     with pytest.raises(InputError, match="temporal_attention: true"):
         pp_weights.load_weights(PPTSMv2(8), with_attention)
-    without = write(tmp_path / "plain.pdparams", {"stem.0.conv.weight": np.zeros([32, 3, 3, 3], "float32")})
+    without = write(tmp_path / "plain.pdparams", {"stem.0.conv.weight": stem})
     with pytest.raises(InputError, match="temporal_attention: false"):
         pp_weights.load_weights(PPTSMv2(8, temporal_attention=True), without)
 
