@@ -176,6 +176,8 @@ class InferenceBackbone(_Shape):
         else:
             config.disable_gpu()
             config.enable_mkldnn()
+            for fusion in broken_fusions(model_prefix):
+                config.delete_pass(fusion)
             config.set_mkldnn_cache_capacity(4)  # full and last partial batch shapes
             if precision == "bf16":
                 config.enable_mkldnn_bfloat16()
@@ -193,6 +195,18 @@ class InferenceBackbone(_Shape):
         self.input.copy_from_cpu(images)
         self.predictor.run()
         return self.output.copy_to_cpu()
+
+
+# oneDNN fusions that crash Paddle 3.3 (SIGSEGV while the predictor is made) on a program with this
+# op: conv + batch norm + leaky_relu (PP-TSM) in the conv-activation fusion. Such a program runs
+# without that one fusion (same features, tested); any other keeps every fusion.
+BROKEN_FUSIONS = {b"leaky_relu": "conv_activation_onednn_fuse_pass"}
+
+
+def broken_fusions(model_prefix):
+    with open(model_file(model_prefix), "rb") as f:
+        program = f.read()
+    return [fusion for op, fusion in BROKEN_FUSIONS.items() if op in program]
 
 
 def weights_digest(weights):

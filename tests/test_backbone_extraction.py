@@ -148,6 +148,16 @@ def test_a_record_without_a_backbone_is_resnet_tsn(videos, tmp_path, caplog):
     assert "settings changed (backbone, num_seg)" in caplog.text
 
 
+def test_pptsm_runs_through_paddle_inference_like_dygraph(tmp_path):
+    """PP-TSM's leaky ReLU crashes one oneDNN fusion of Paddle 3.3 (the predictor leaves it out)."""
+    model = active(build_model(section(SHIFT_TSM)))
+    exported = create_backbone(model=model, image_size=32, cache_dir=str(tmp_path), max_batch=8)
+    assert exported.backend == "inference" and exported.clip_frames == CLIP
+    images = np.random.default_rng(0).standard_normal((2 * CLIP, 3, 32, 32)).astype("float32")
+    expected = DygraphBackbone(model)(images)
+    np.testing.assert_allclose(exported(images), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
 def test_int8_is_refused_for_a_shift_backbone_in_one_line(tmp_path):
     with pytest.raises(extractor_cli.InputError, match="int8 is not supported for PP-TSM .ResNet-vd, temporal shift. .a temporal-shift backbone.: use"):
         create_backbone(section(SHIFT_TSM), None, 64, cache_dir=str(tmp_path), precision="int8")
