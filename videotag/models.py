@@ -29,6 +29,10 @@ MODELS = {
     "NeXtVLAD": Entry(NeXtVLAD, "nextvlad.yaml", SequenceTask, demo=(
         "MODEL.cluster_size=16", "MODEL.groups=4", "MODEL.hidden_size=256", "MODEL.gating_reduction=4")),
     "TSN": Entry(TSN, "tsn.yaml", TSNTask),
+    # stage one's PaddleVideo backbones fine-tuned as classifiers: the TSN task, MODEL.backbone from their config
+    "PPTSN": Entry(TSN, "pptsn.yaml", TSNTask),
+    "PPTSM": Entry(TSN, "pptsm.yaml", TSNTask),
+    "PPTSMv2": Entry(TSN, "pptsmv2.yaml", TSNTask),
 }
 HEADS = tuple(name for name, entry in MODELS.items() if entry.task is SequenceTask)
 
