@@ -51,10 +51,12 @@ MINIMUM = {"batch_size": (1, True), "epoch": (1, True), "learning_rate": (0, Tru
            "embedding_size": (1, True), "lstm_size": (1, True), "cluster_nums": (1, True),
            "cluster_size": (1, True), "groups": (1, True), "hidden_size": (1, True), "topk": (1, True),
            "reference_batch_size": (0, True), "warmup_steps": (0, True), "min_steps": (0, True),
-           "patience": (0, True), "bucket_batches": (0, True)}
+           "patience": (0, True), "bucket_batches": (0, True), "label_smoothing": (0, True),
+           "mixup_alpha": (0, True), "multiscale_crop": (0, True)}
 # The schedule each head's own recipe used (VideoTag's, or the paper's): a config that names its
 # learning_rate but no lr_schedule gets it, so old configs train as they did (see derive_recipe).
 RECIPE_SCHEDULE = {"AttentionLSTM": "piecewise", "AttentionCluster": "constant", "NeXtVLAD": "exponential",
+                   "PPTSM": "cosine", "PPTSN": "cosine", "PPTSMv2": "cosine",  # PaddleVideo's PP recipes
                    "Quality": "cosine", "QualityHead": "cosine"}  # Quality: PaddleVideo's warm-up cosine
 _logged_ignored = set()  # (config path, "SECTION.key") already named in the log: once per process
 
@@ -70,9 +72,10 @@ class Section(dict):
 
 
 class Config(Section):
-    def __init__(self, sections, path):
+    def __init__(self, sections, path, named=()):
         super().__init__({name: Section(values) for name, values in sections.items()})
         self.path = path
+        self.named = set(named)  # "SECTION.key" a user's file or -o set, not the reference's defaults
 
 
 def read_yaml_sections(path):
@@ -119,7 +122,7 @@ def load_config(path, overrides=(), reference=None):
             values[key] = checked_value(section, key, values[key], schema[section][key], merge.origin_of(section, key))
     derive_videotag_keys(merge.sections, merge.videotag, merge.origin)
     derive_recipe(merge.sections, merge.named(), path)
-    return Config(merge.sections, path)
+    return Config(merge.sections, path, merge.named())
 
 
 def parse_override(item):
@@ -256,7 +259,7 @@ def check_range(name, key, value, where):
         if value < low or (value == low and not inclusive):
             raise InputError(f"{name} must be {'at least' if inclusive else 'greater than'} {low}, not {value}",
                              where)
-    if key == "drop_rate" and isinstance(value, float) and value >= 1:
+    if key in ("drop_rate", "label_smoothing") and isinstance(value, float) and value >= 1:
         raise InputError(f"{name} must be below 1, not {value}", where)
     if key == "decay_epochs" and isinstance(value, list) and any(v < 0 for v in value):
         raise InputError(f"{name} must not hold negative epochs, not {value}", where)

@@ -99,7 +99,10 @@ L2_SCOPES = {
     "all_but_fc_biases": "all but the biases of fully connected layers (VideoTag's AttentionLSTM: L2Decay(0) "
                          "on every fc bias, while the LSTM's biases are decayed)",
     "classifier": "the classifier's weight and bias only (VideoTag's NeXtVLAD)",
+    "all_but_bn_and_fc_biases": "all but batch-norm scales and shifts and the fc biases (PaddleVideo's PP-TSN, "
+                                "PP-TSM and PP-TSMv2: L2Decay(0) on those)",
 }
+BATCH_NORMS = (paddle.nn.BatchNorm, paddle.nn.BatchNorm1D, paddle.nn.BatchNorm2D, paddle.nn.BatchNorm3D)
 CLASSIFIER_NAMES = ("classifier", "fc")  # the heads' and TSN's last layer
 
 
@@ -107,10 +110,13 @@ def decayed_parameters(model, scope):
     trainable = [p for p in model.parameters() if not p.stop_gradient]
     if scope == "all":
         return trainable
-    if scope == "all_but_fc_biases":
-        fc_biases = {id(layer.bias) for layer in model.sublayers()
-                     if isinstance(layer, paddle.nn.Linear) and layer.bias is not None}
-        return [p for p in trainable if id(p) not in fc_biases]
+    if scope in ("all_but_fc_biases", "all_but_bn_and_fc_biases"):
+        exempt = {id(layer.bias) for layer in model.sublayers()
+                  if isinstance(layer, paddle.nn.Linear) and layer.bias is not None}
+        if scope == "all_but_bn_and_fc_biases":
+            exempt |= {id(p) for layer in model.sublayers() if isinstance(layer, BATCH_NORMS)
+                       for p in layer.parameters(include_sublayers=False)}
+        return [p for p in trainable if id(p) not in exempt]
     if scope == "classifier":
         return [p for name, p in model.named_parameters() if name.split(".")[0] in CLASSIFIER_NAMES
                 and not p.stop_gradient]

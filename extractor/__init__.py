@@ -1,2 +1,3 @@
-"""Stage one: TSN ResNet-101 frame features, one [seg_num, 2048] matrix per video."""
+"""Stage one: frame features, one [seg_num, feature_dim] matrix per video, from MODEL.backbone
+(VideoTag's TSN ResNet-101 by default, or the PP family: backbones.py)."""
 import core  # noqa: F401  (OMP_NUM_THREADS and h5py before paddle)

@@ -1,4 +1,5 @@
-"""python -m extractor: TSN ResNet-101 frame features for every video of a list or folder."""
+"""python -m extractor: frame features of stage one's backbone (MODEL.backbone: VideoTag's TSN
+ResNet-101 by default, or the PP family) for every video of a list or folder."""
 import argparse
 import os
 import sys
@@ -13,9 +14,10 @@ from core.flags import renamed
 from core.lists import write_list
 from core.log import log, setup as setup_logging
 
+from . import backbones
 from .pipeline import InferSettings, backbone_from_config, iter_video_features
-from .predictor import (PRECISIONS, RECORDED_PRECISION, check_precision, inference_device, read_calibration,
-                        weights_digest)
+from .predictor import (PRECISIONS, RECORDED_PRECISION, backbone_shape, check_precision, inference_device,
+                        read_calibration, weights_digest)
 from .sampling import check_resize_mode, check_sampling_mode
 from .stores import (make_store, read_settings, remove_stale_temporaries, settings_changed, write_settings,
                      write_text)
@@ -51,8 +53,9 @@ def parse_args(argv=None):
 def add_backbone_arguments(parser, runs=True):
     """The backbone's flags, the same in every command that has them (extract, tag, export, demo);
     `runs`: the command runs the backbone (not only exports it)."""
-    parser.add_argument("--extractor_weights", help="ResNet checkpoint of the backbone (VideoTag tsn.pdparams, "
-                        "PaddleVideo or ours); without it the weights are random and the features meaningless")
+    parser.add_argument("--extractor_weights", help="checkpoint of the backbone (MODEL.backbone; VideoTag "
+                        "tsn.pdparams, PaddleVideo's or ours); without it the weights are random and the features "
+                        "meaningless")
     parser.add_argument("--precision", choices=PRECISIONS, action=PrecisionOverride,
                         help="the backbone's arithmetic (INFER.precision, default fp32): bf16 needs "
                         "avx512_bf16/amx_bf16 or an Ampere GPU; int8 needs `bash run.sh calibrate` first")
@@ -92,18 +95,35 @@ def feature_settings(cfg, settings, weights, backend, cache_dir=None):
     if weights and not os.path.isfile(weights):
         raise InputError("weights file not found", weights)
     check_precision(settings.precision, inference_device(), backend, cfg.path)
-    recorded = {"weights": weights_digest(weights), "depth": int(cfg.MODEL.num_layers),
+    recorded = {"weights": weights_digest(weights), **backbone_settings(cfg),
                 "seg_num": settings.seg_num, "short_size": settings.short_size,
                 "target_size": settings.target_size, "precision": RECORDED_PRECISION[settings.precision],
                 "engine": backend + ("+tensorrt" if cfg.INFER.get("use_tensorrt", False) else "")}
     if settings.sampling != "uniform":  # recorded only when not the default: older records stay valid
         recorded["sampling"] = settings.sampling
     if settings.precision == "int8":  # a new calibration makes other features
-        recorded["calibration"] = read_calibration(recorded["depth"], weights, settings.target_size,
-                                                   cache_dir)["digest"]
+        recorded["calibration"] = read_calibration(cfg.MODEL, weights, settings.target_size, cache_dir)["digest"]
     if "resize" in cfg.INFER:
         recorded["resize"] = str(cfg.INFER.resize)
     return recorded
+
+
+def backbone_settings(cfg):
+    """The backbone's part of the record: its name only when not the default (so records made
+    before there was a choice stay valid), its depth (when it has one) and the clip of a shift backbone."""
+    spec = backbones.get(cfg.MODEL, cfg.path)  # refuses an unknown backbone or depth
+    recorded = {} if spec.name == backbones.DEFAULT else {"backbone": spec.name}
+    if spec.depths:
+        recorded["depth"] = int(cfg.MODEL.get("num_layers", 101))
+    clip = spec.clip_frames(cfg.MODEL)
+    if clip:
+        recorded["num_seg"] = int(clip)
+    return recorded
+
+
+def feature_dim(cfg):
+    """The size of the features the config's backbone makes."""
+    return backbone_shape(cfg.MODEL)[0]
 
 
 def reconcile_store(store, wanted, keep_existing, count):
@@ -150,10 +170,11 @@ def extract(args, backbone=None):
     unrecorded = reconcile_store(store, wanted, args.keep_existing, len(videos))
 
     mine = dist.shard(videos)
-    done = set() if unrecorded else store.completed([v.video_id for v in mine], settings.seg_num)
+    done = set() if unrecorded else store.completed([v.video_id for v in mine], settings.seg_num, feature_dim(cfg))
     todo = [v for v in mine if v.video_id not in done]
-    log.info("%d videos: %d already done, %d to extract (seg_num %d, crop %d, on %s)",
-             len(mine), len(mine) - len(todo), len(todo), settings.seg_num, settings.target_size, device)
+    log.info("%d videos: %d already done, %d to extract (%s, seg_num %d, crop %d, on %s)", len(mine),
+             len(mine) - len(todo), len(todo), backbones.get(cfg.MODEL).description, settings.seg_num,
+             settings.target_size, device)
 
     failures = []
     if todo:
@@ -164,7 +185,7 @@ def extract(args, backbone=None):
     failures = [item for part in dist.all_gather_object(failures) for item in part]
     if dist.is_main():
         store.finalize()
-        finished = store.completed([v.video_id for v in videos], settings.seg_num)
+        finished = store.completed([v.video_id for v in videos], settings.seg_num, feature_dim(cfg))
         write_list(os.path.join(args.save_dir, FEATURE_LIST),
                    [(store.list_path(v.video_id), v.labels) for v in videos if v.video_id in finished])
         write_text(os.path.join(args.save_dir, FAILURES), [failure_line(*failure) for failure in failures])

@@ -3,23 +3,28 @@
 `iter_video_features` streams VideoFeatures in input order without writing anything; the
 command line (cli.py) writes them. Decoding threads (decord and OpenCV release the GIL) stay
 up to `num_workers + 1` videos ahead of the network, each holding only its uint8 crops.
+
+A temporal-shift backbone (its `clip_frames` > 0) sees a video's frames in clips of that many:
+strided windows, each spanning the whole video (clip_order); network batches are whole clips.
 """
 import collections
 import concurrent.futures
 import dataclasses
+import functools
 import os
 
 import numpy as np
 
+from core.log import log
+
 from .predictor import create_backbone
-from .resnet import FEATURE_DIM
 from .sampling import normalize
 from .video import VideoError, read_sampled_crops
 from .videos import Video
 
 @dataclasses.dataclass
 class VideoFeatures:
-    """One video's result: features float32 [seg_num, 2048] and info, or the error that stopped it."""
+    """One video's result: features float32 [seg_num, feature_dim] and info, or the error that stopped it."""
     video: Video
     features: np.ndarray = None
     info: dict = None
@@ -57,41 +62,83 @@ def as_video(item):
     return Video(path, os.path.splitext(path)[0])
 
 
-class _Pending:
-    """A decoded video whose frames are (partly) waiting for the network."""
+def clip_order(count, clip):
+    """How a shift backbone sees a video's `count` sampled frames in clips of `clip`: (the sampled
+    frame at each network position, the feature row it fills or -1). W = ceil(count / clip)
+    windows; window j is frames j, j+W, j+2W, ...: every clip spans the whole video with the
+    spacing of training (num_seg segments over the video). When count is not a multiple of clip,
+    the last window(s) repeat the last frame at their end and that output is dropped."""
+    windows = -(-count // clip)
+    position = np.arange(windows * clip)
+    frame = position // clip + (position % clip) * windows
+    return np.minimum(frame, count - 1), np.where(frame < count, frame, -1)
 
-    def __init__(self, video, crops=None, info=None, error=None, detail=""):
-        self.video, self.crops, self.info, self.error, self.detail = video, crops, info, error, detail
-        self.features = None if crops is None else np.empty((len(crops), FEATURE_DIM), "float32")
+
+@functools.lru_cache(maxsize=None)  # one log line per batch size and clip
+def clip_batch_size(batch_size, clip):
+    """Frames per network call: whole clips of a shift backbone (the nearest multiple of clip)."""
+    if not clip:
+        return batch_size
+    rounded = max(clip, round(batch_size / clip) * clip)
+    if rounded != batch_size:
+        log.info("INFER.batch_size %d is not a whole number of %d-frame clips: running %d frames per batch",
+                 batch_size, clip, rounded)
+    return rounded
+
+
+class _Pending:
+    """A decoded video whose frames are (partly) waiting for the network: `crops` in network
+    order, `rows` the feature row of each (-1: clip padding, dropped)."""
+
+    def __init__(self, video, crops=None, info=None, error=None, detail="", clip=0):
+        self.video, self.info, self.error, self.detail = video, info, error, detail
+        self.crops, self.rows, self.features = crops, None, None
+        if crops is not None and clip:
+            order, self.rows = clip_order(len(crops), clip)
+            self.crops = crops[order]
+        self.count = 0 if crops is None else len(crops)  # sampled frames: feature rows
+        self.positions = 0 if crops is None else len(self.crops)  # network inputs (with clip padding)
         self.sent = self.received = 0
 
     @property
     def finished(self):
-        return self.error is not None or self.received == len(self.features)
+        return self.error is not None or self.received == self.positions
+
+    def receive(self, start, features):
+        """Outputs of network positions start.. into their feature rows (allocated on the first:
+        the backbone's output tells the feature size)."""
+        if self.features is None:
+            self.features = np.empty((self.count, features.shape[1]), "float32")
+        if self.rows is None:
+            self.features[start:start + len(features)] = features
+        else:
+            rows = self.rows[start:start + len(features)]
+            self.features[rows[rows >= 0]] = features[rows >= 0]
+        self.received += len(features)
 
     def result(self):
         return VideoFeatures(self.video, self.features, self.info, self.error, self.detail)
 
 
-def _decode(video, settings):
+def _decode(video, settings, clip):
     try:
         crops, info = read_sampled_crops(video.path, settings.seg_num, settings.short_size,
                                          settings.target_size, settings.resize, settings.accept_partial,
                                          settings.sampling)
-        return _Pending(video, crops, info)
+        return _Pending(video, crops, info, clip=clip)
     except VideoError as err:
         return _Pending(video, error=err.reason, detail=err.detail)
     except Exception as err:  # a decoder crash on one file must not stop the others
         return _Pending(video, error="cannot decode this file", detail=f"{type(err).__name__}: {err}")
 
 
-def _decode_ahead(videos, settings):
+def _decode_ahead(videos, settings, clip):
     """Decoded videos in input order, with up to num_workers + 1 decoding ahead."""
     workers = max(1, settings.num_workers)
     with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
         ahead = collections.deque()
         for video in videos:
-            ahead.append(pool.submit(_decode, video, settings))
+            ahead.append(pool.submit(_decode, video, settings, clip))
             if len(ahead) > workers:
                 yield ahead.popleft().result()
         while ahead:
@@ -100,7 +147,7 @@ def _decode_ahead(videos, settings):
 
 def backbone_from_config(cfg, weights=None, backend="inference", cache_dir=None):
     """The backbone callable for a loaded tsn.yaml config (see predictor.create_backbone)."""
-    return create_backbone(int(cfg.MODEL.num_layers), weights, int(cfg.INFER.target_size), backend,
+    return create_backbone(cfg.MODEL, weights, int(cfg.INFER.target_size), backend,
                            cache_dir, int(cfg.INFER.batch_size), bool(cfg.INFER.get("use_tensorrt", False)),
                            precision=str(cfg.INFER.get("precision", "fp32")))
 
@@ -110,11 +157,14 @@ def iter_video_features(videos, settings, backbone=None, weights=None):
 
     `settings`: a loaded config (its INFER section is used) or an InferSettings. `backbone`:
     a callable from predictor.create_backbone; built from the config and `weights` when omitted.
-    Frames of consecutive videos share network batches of settings.batch_size."""
+    Frames of consecutive videos share network batches of settings.batch_size (whole clips of a
+    shift backbone: its `clip_frames`; a callable without one runs frames independently)."""
     if not isinstance(settings, InferSettings):
         if backbone is None:
             backbone = backbone_from_config(settings, weights)
         settings = InferSettings.from_config(settings)
+    clip = getattr(backbone, "clip_frames", 0)
+    batch_size = clip_batch_size(settings.batch_size, clip)
     waiting = collections.deque()  # every video not yet yielded, in input order
     unsent = collections.deque()  # videos with frames not yet sent to the network
     queued = 0
@@ -133,8 +183,7 @@ def iter_video_features(videos, settings, backbone=None, weights=None):
         features = backbone(normalize(np.concatenate([p.crops[s:s + n] for p, s, n in parts])))
         offset = 0
         for pending, start, count in parts:
-            pending.features[start:start + count] = features[offset:offset + count]
-            pending.received += count
+            pending.receive(start, features[offset:offset + count])
             offset += count
             if pending.finished:
                 pending.crops = None  # free the frames as soon as the video is done
@@ -144,13 +193,13 @@ def iter_video_features(videos, settings, backbone=None, weights=None):
         while waiting and waiting[0].finished:
             yield waiting.popleft().result()
 
-    for pending in _decode_ahead([as_video(v) for v in videos], settings):
+    for pending in _decode_ahead([as_video(v) for v in videos], settings, clip):
         waiting.append(pending)
         if pending.error is None:
             unsent.append(pending)
-            queued += len(pending.crops)
-        while queued >= settings.batch_size:
-            run_batch(settings.batch_size)
+            queued += len(pending.crops)  # whole clips: the network's batches stay whole clips
+        while queued >= batch_size:
+            run_batch(batch_size)
         yield from finished_in_order()
     if queued:
         run_batch(queued)

@@ -1,4 +1,9 @@
-"""The backbone as a callable: float32 images [N, 3, S, S] -> float32 features [N, 2048].
+"""The backbone as a callable: float32 images [N, 3, S, S] -> float32 features [N, feature_dim].
+
+Which network is MODEL.backbone of the extractor's config (extractor/backbones.py); every function
+here that names one takes that MODEL section, or a ResNet depth as before (VideoTag's ResNet TSN).
+The callable carries `feature_dim` and `clip_frames` (0, or the clip a temporal-shift backbone
+needs whole in every batch: extractor.pipeline batches clips).
 
 The fast path exports the backbone once with paddle.jit.save into a cache folder keyed by the
 weights' content and the precision, then runs it through paddle.inference (oneDNN on CPU, GPU and
@@ -24,8 +29,7 @@ from core.errors import InputError
 from core.fsutil import atomic_open
 from core.log import log
 
-from .resnet import ResNet
-from .weights import load_weights
+from . import backbones
 
 
 DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "videotag", "extractor")
@@ -43,17 +47,41 @@ CALIBRATION_RECORD = "calibration.json"
 CALIBRATION_BATCH = 8
 
 
-def build_model(depth=101, weights=None):
-    """ResNet backbone in eval mode, loaded from `weights` or (loudly) left random."""
+def model_section(model_cfg=101):
+    """A MODEL section (dict) naming the backbone: `model_cfg` itself, or, for a ResNet depth (the
+    older API), VideoTag's ResNet TSN of that depth."""
+    if isinstance(model_cfg, dict):
+        return dict(model_cfg)
+    return {"backbone": backbones.DEFAULT, "num_layers": int(model_cfg)}
+
+
+def section_of(model):
+    """The MODEL section a built network was made from (a bare ResNet: its depth)."""
+    return getattr(model, "model_section", None) or model_section(model.depth)
+
+
+def build_model(model_cfg=101, weights=None):
+    """The MODEL section's backbone (or a ResNet depth) in eval mode, loaded from `weights` or
+    (loudly) left random."""
+    section = model_section(model_cfg)
+    spec = backbones.get(section)
     paddle.seed(RANDOM_INIT_SEED)  # random weights are reproducible, so their export can be cached
-    model = ResNet(depth)
+    model = spec.build(section)
     if weights:
-        load_weights(model, weights)
+        spec.load_weights(model, weights)
     else:
         log.warning("NO --extractor_weights GIVEN: the backbone has RANDOM weights and the features are "
-                    "meaningless for tagging. Pass --extractor_weights tsn.pdparams for real features.")
+                    "meaningless for tagging. Pass --extractor_weights (its checkpoint) for real features.")
     model.eval()
+    model.model_section = section  # what export caches and the pipeline's clips are keyed on
     return model
+
+
+def backbone_shape(model_cfg=101):
+    """(feature_dim, clip_frames) of the backbone a MODEL section (or ResNet depth) names."""
+    section = model_section(model_cfg)
+    spec = backbones.get(section)
+    return int(spec.feature_dim(section)), int(spec.clip_frames(section))
 
 
 class DygraphBackbone:
@@ -61,6 +89,7 @@ class DygraphBackbone:
 
     def __init__(self, model):
         self.model = model
+        self.feature_dim, self.clip_frames = backbone_shape(section_of(model))
 
     def __call__(self, images):
         with paddle.no_grad():
@@ -115,10 +144,13 @@ def check_precision(precision, device="cpu", backend="inference", where=None):
 
 
 class InferenceBackbone:
+    """An exported backbone through paddle.inference; `model_cfg`: the MODEL section (or ResNet
+    depth) it was exported from."""
     backend = "inference"
 
     def __init__(self, model_prefix, device="cpu", use_tensorrt=False, max_batch=32, image_size=224,
-                 precision="fp32"):
+                 precision="fp32", model_cfg=101):
+        self.feature_dim, self.clip_frames = backbone_shape(model_cfg)
         config = paddle.inference.Config(model_file(model_prefix), model_prefix + ".pdiparams")
         self.precision = precision
         if device.startswith("gpu"):
@@ -137,6 +169,8 @@ class InferenceBackbone:
         else:
             config.disable_gpu()
             config.enable_mkldnn()
+            for fusion in broken_fusions(model_prefix):
+                config.delete_pass(fusion)
             config.set_mkldnn_cache_capacity(4)  # full and last partial batch shapes
             if precision == "bf16":
                 config.enable_mkldnn_bfloat16()
@@ -154,6 +188,18 @@ class InferenceBackbone:
         self.input.copy_from_cpu(images)
         self.predictor.run()
         return self.output.copy_to_cpu()
+
+
+# oneDNN fusions that crash Paddle 3.3 (SIGSEGV while the predictor is made) on a program with this
+# op: conv + batch norm + leaky_relu (PP-TSM) in the conv-activation fusion. Such a program runs
+# without that one fusion (same features, tested); any other keeps every fusion.
+BROKEN_FUSIONS = {b"leaky_relu": "conv_activation_onednn_fuse_pass"}
+
+
+def broken_fusions(model_prefix):
+    with open(model_file(model_prefix), "rb") as f:
+        program = f.read()
+    return [fusion for op, fusion in BROKEN_FUSIONS.items() if op in program]
 
 
 def weights_digest(weights):
@@ -174,9 +220,31 @@ def _file_digest(path, size, mtime_ns):
     return digest.hexdigest()
 
 
-def cache_key(depth, weights, image_size, precision="fp32"):
-    """Names an exported backbone: weights, depth, size, paddle version and precision."""
-    return f"resnet{depth}-{image_size}-{weights_digest(weights)}-paddle{paddle.__version__}-{precision}"
+# MODEL keys that never shape a backbone (the TSN classifier's, the heads'): left out of export keys.
+NOT_BACKBONE = {"name", "backbone", "num_layers", "num_seg", "num_classes", "seg_num", "feature_dim", "drop_rate",
+                "freeze_bn"}
+
+
+def backbone_tag(model_cfg):
+    """The backbone's name with what shapes its network: depth, the clip of a shift backbone and a
+    digest of any other MODEL value (PP-TSMv2's temporal_attention, ...; a key too many only costs an
+    export). VideoTag's ResNet keeps its older "resnet101", so earlier exports stay cached."""
+    section = model_section(model_cfg)
+    spec = backbones.get(section)
+    depth = int(section.get("num_layers", 101)) if spec.depths else ""
+    if spec.name == backbones.DEFAULT:
+        return f"resnet{depth}"
+    clip = spec.clip_frames(section)
+    options = {key: value for key, value in section.items() if key not in NOT_BACKBONE}
+    digest = hashlib.blake2b(json.dumps(options, sort_keys=True, default=str).encode(), digest_size=4).hexdigest()
+    return f"{spec.name}{depth}" + (f"-seg{clip}" if clip else "") + f"-{digest}"
+
+
+def cache_key(model_cfg, weights, image_size, precision="fp32"):
+    """Names an exported backbone: which (MODEL section or ResNet depth), weights, size, paddle
+    version and precision."""
+    return (f"{backbone_tag(model_cfg)}-{image_size}-{weights_digest(weights)}-paddle{paddle.__version__}"
+            f"-{precision}")
 
 
 def save_inference_program(model, prefix, image_size):
@@ -200,7 +268,7 @@ def publish(staging, folder, replace=False):
 def export_model(model, weights, image_size, cache_dir=None, precision="fp32"):
     """Export `model` once per cache_key (fp32 or bf16); return the model path prefix."""
     cache_dir = cache_dir or DEFAULT_CACHE_DIR
-    key = cache_key(model.depth, weights, image_size, precision)
+    key = cache_key(section_of(model), weights, image_size, precision)
     folder = os.path.join(cache_dir, key)
     prefix = os.path.join(folder, "backbone")
     if os.path.exists(prefix + ".pdiparams"):
@@ -216,13 +284,25 @@ def export_model(model, weights, image_size, cache_dir=None, precision="fp32"):
     return prefix
 
 
-def int8_folder(depth, weights, image_size, cache_dir=None):
-    return os.path.join(cache_dir or DEFAULT_CACHE_DIR, cache_key(depth, weights, image_size, "int8"))
+def check_int8_backbone(model_cfg, where=None):
+    """Refuse int8 for a temporal-shift backbone: its calibration batches would have to be whole
+    clips in time order, which calibration does not make (fp32 and bf16 run it)."""
+    section = model_section(model_cfg)
+    spec = backbones.get(section)
+    if spec.clip_frames(section):
+        raise InputError(f"int8 is not supported for {spec.description} (a temporal-shift backbone): "
+                         "use --precision fp32 or bf16", where)
 
 
-def read_calibration(depth, weights, image_size, cache_dir=None):
-    """The record of the int8 model calibrated for these weights and settings; refuses when there is none."""
-    folder = int8_folder(depth, weights, image_size, cache_dir)
+def int8_folder(model_cfg, weights, image_size, cache_dir=None):
+    check_int8_backbone(model_cfg)
+    return os.path.join(cache_dir or DEFAULT_CACHE_DIR, cache_key(model_cfg, weights, image_size, "int8"))
+
+
+def read_calibration(model_cfg, weights, image_size, cache_dir=None):
+    """The record of the int8 model calibrated for this backbone (MODEL section or ResNet depth),
+    weights and settings; refuses when there is none."""
+    folder = int8_folder(model_cfg, weights, image_size, cache_dir)
     try:
         with open(os.path.join(folder, CALIBRATION_RECORD)) as f:
             return json.load(f)
@@ -232,12 +312,12 @@ def read_calibration(depth, weights, image_size, cache_dir=None):
                          "and --cache_dir) first", folder) from None
 
 
-def quantize_int8(depth, weights, image_size, frames, cache_dir=None, sources=()):
-    """Quantise the backbone to int8 with Paddle's post-training quantisation, its activation
-    ranges measured on `frames` (normalised float32 [N, 3, S, S] from the user's videos); cache it
-    (replacing an older calibration) and return its record."""
+def quantize_int8(model_cfg, weights, image_size, frames, cache_dir=None, sources=()):
+    """Quantise the backbone (MODEL section or ResNet depth) to int8 with Paddle's post-training
+    quantisation, its activation ranges measured on `frames` (normalised float32 [N, 3, S, S] from
+    the user's videos); cache it (replacing an older calibration) and return its record."""
     frames = np.ascontiguousarray(frames, dtype="float32")
-    folder = int8_folder(depth, weights, image_size, cache_dir)
+    folder = int8_folder(model_cfg, weights, image_size, cache_dir)
     os.makedirs(os.path.dirname(folder), exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".int8.", dir=os.path.dirname(folder))
     try:
@@ -247,7 +327,8 @@ def quantize_int8(depth, weights, image_size, frames, cache_dir=None, sources=()
         env = dict(os.environ, FLAGS_enable_pir_api="0")
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-        child = subprocess.run([sys.executable, "-m", "extractor.predictor", "quantize", staging, str(depth),
+        child = subprocess.run([sys.executable, "-m", "extractor.predictor", "quantize", staging,
+                                json.dumps(model_section(model_cfg)),
                                 weights or "", str(image_size)], env=env, capture_output=True, text=True)
         if child.returncode != 0:
             raise RuntimeError(f"int8 quantisation failed:\n{child.stderr[-3000:]}")
@@ -278,11 +359,12 @@ class CalibrationBatches(paddle.io.DataLoader):
             yield {INPUT_NAME: self.frames[start:start + CALIBRATION_BATCH]}
 
 
-def _quantize_here(folder, depth, weights, image_size):
+def _quantize_here(folder, model_cfg, weights, image_size):
     """The child of quantize_int8 (PIR off): fp32 program -> int8 program in `folder`."""
     from paddle.static.quantization import PostTrainingQuantization  # only here: it needs static mode
 
-    save_inference_program(build_model(depth, weights or None), os.path.join(folder, "fp32", "backbone"), image_size)
+    save_inference_program(build_model(model_cfg, weights or None), os.path.join(folder, "fp32", "backbone"),
+                           image_size)
     frames = np.load(os.path.join(folder, CALIBRATION_FRAMES))
     paddle.enable_static()
     batches = CalibrationBatches(frames)
@@ -296,22 +378,24 @@ def _quantize_here(folder, depth, weights, image_size):
     shutil.rmtree(os.path.join(folder, "fp32"))
 
 
-def create_backbone(depth=101, weights=None, image_size=224, backend="inference", cache_dir=None,
+def create_backbone(model_cfg=101, weights=None, image_size=224, backend="inference", cache_dir=None,
                     max_batch=32, use_tensorrt=False, model=None, precision="fp32"):
-    """A callable backbone. backend "inference" falls back to dygraph, with a warning, when export
-    or predictor creation fails (in fp32 only: a reduced precision that cannot run is an error)."""
+    """A callable backbone: the MODEL section's (or a ResNet depth's), or the built `model`'s.
+    backend "inference" falls back to dygraph, with a warning, when export or predictor creation
+    fails (in fp32 only: a reduced precision that cannot run is an error)."""
     device = inference_device()
     check_precision(precision, device, backend)
+    section = section_of(model) if model is not None else model_section(model_cfg)
     if precision == "int8":
-        read_calibration(depth, weights, image_size, cache_dir)  # refuses when not calibrated
-        prefix = os.path.join(int8_folder(depth, weights, image_size, cache_dir), "backbone")
-        return InferenceBackbone(prefix, device, use_tensorrt, max_batch, image_size, precision)
-    model = model if model is not None else build_model(depth, weights)
+        read_calibration(section, weights, image_size, cache_dir)  # refuses when not calibrated
+        prefix = os.path.join(int8_folder(section, weights, image_size, cache_dir), "backbone")
+        return InferenceBackbone(prefix, device, use_tensorrt, max_batch, image_size, precision, section)
+    model = model if model is not None else build_model(section, weights)
     if backend == "dygraph":
         return DygraphBackbone(model)
     try:
         prefix = export_model(model, weights, image_size, cache_dir, precision)
-        return InferenceBackbone(prefix, device, use_tensorrt, max_batch, image_size, precision)
+        return InferenceBackbone(prefix, device, use_tensorrt, max_batch, image_size, precision, section)
     except Exception as err:  # any export/inference failure: still extract, only slower
         if precision != "fp32":
             raise
@@ -322,4 +406,4 @@ def create_backbone(depth=101, weights=None, image_size=224, backend="inference"
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["quantize"]:  # quantize_int8's child process
-        _quantize_here(sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]))
+        _quantize_here(sys.argv[2], json.loads(sys.argv[3]), sys.argv[4], int(sys.argv[5]))

@@ -11,8 +11,11 @@ from core.errors import InputError
 #   videotag     VideoTag's reader, exactly: a fixed 4:3 size (341x256 or 256x341) with PIL's
 #                bilinear filter; a frame whose short side is already short_size is left as it is.
 #                VideoTag's heads were trained on these features.
-#   keep_aspect  the short side scaled to short_size, aspect ratio kept (cv2 bilinear).
-RESIZE_MODES = ("videotag", "keep_aspect")
+#   paddlevideo  PaddleVideo's Scale (PP-TSM, PP-TSMv2): the same 4:3 size and filter, but a square
+#                frame becomes portrait (256x341) where VideoTag makes it landscape.
+#   keep_aspect  the short side scaled to short_size, aspect ratio kept (cv2 bilinear, sides rounded
+#                half up as PaddleVideo's Scale with do_round: PP-TSN).
+RESIZE_MODES = ("videotag", "paddlevideo", "keep_aspect")
 # INFER.sampling: which frame stands for a segment.
 #   uniform   its middle frame (VideoTag): a seek decodes from the keyframe before it, up to a
 #             whole group of pictures (250 frames between keyframes is common).
@@ -59,16 +62,18 @@ def check_resize_mode(mode, where=None):
         raise InputError(f"resize '{mode}' is not one of {', '.join(RESIZE_MODES)}", where)
 
 
-def videotag_size(width, height, short_size):
-    """VideoTag's (width, height) for a frame, or None when its short side is already short_size."""
+def videotag_size(width, height, short_size, square_portrait=False):
+    """VideoTag's (width, height) for a frame, or None when its short side is already short_size.
+    A square is landscape in VideoTag's reader, portrait in PaddleVideo's Scale (square_portrait)."""
     if min(width, height) == short_size:
         return None
     long_side = int(short_size * 4.0 / 3.0)
-    return (short_size, long_side) if width < height else (long_side, short_size)  # squares: landscape
+    portrait = width < height or (square_portrait and width == height)
+    return (short_size, long_side) if portrait else (long_side, short_size)
 
 
-def resize_videotag(frame, short_size):
-    size = videotag_size(frame.shape[1], frame.shape[0], short_size)
+def resize_videotag(frame, short_size, square_portrait=False):
+    size = videotag_size(frame.shape[1], frame.shape[0], short_size, square_portrait)
     if size is None:
         return frame
     # PIL's BILINEAR widens its kernel when shrinking (antialiasing); cv2's INTER_LINEAR does not,
@@ -77,7 +82,9 @@ def resize_videotag(frame, short_size):
 
 
 def resize(frame, short_size, mode="videotag"):
-    return resize_videotag(frame, short_size) if mode == "videotag" else resize_short_side(frame, short_size)
+    if mode == "keep_aspect":
+        return resize_short_side(frame, short_size)
+    return resize_videotag(frame, short_size, square_portrait=mode == "paddlevideo")
 
 
 def resize_short_side(frame, short_size):
@@ -86,7 +93,7 @@ def resize_short_side(frame, short_size):
     if min(height, width) == short_size:
         return frame
     scale = short_size / min(height, width)
-    size = (max(short_size, int(round(width * scale))), max(short_size, int(round(height * scale))))
+    size = (max(short_size, int(width * scale + 0.5)), max(short_size, int(height * scale + 0.5)))
     return cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
 
 

@@ -7,8 +7,9 @@ to append to when a process is killed, so each video is first written atomically
 one by rename (once per run, by one process).
 
 Both kinds record the settings that made their features in <save_dir>/extraction.json (and the
-HDF5 store in its attributes): weights digest, depth, seg_num, sizes, engine. A rerun compares
-them with its own (`settings_changed`) instead of taking old features for new ones.
+HDF5 store in its attributes): weights digest, backbone (when not the default), depth, num_seg,
+seg_num, sizes, engine. A rerun compares them with its own (`settings_changed`) instead of taking
+old features for new ones.
 """
 import glob
 import json
@@ -20,15 +21,13 @@ import numpy as np
 
 from core.fsutil import atomic_open, atomic_path, save_npy
 
-from .resnet import FEATURE_DIM
-
 STORE_NAME = "features.h5"
 STAGING = ".staging"
 SETTINGS_FILE = "extraction.json"
 
 
-def expected_shape(seg_num):
-    return (seg_num, FEATURE_DIM)
+def expected_shape(seg_num, feature_dim):
+    return (seg_num, feature_dim)
 
 
 class NpyStore:
@@ -40,11 +39,12 @@ class NpyStore:
     def path(self, video_id):
         return os.path.join(self.save_dir, video_id + ".npy")
 
-    def completed(self, video_ids, seg_num):
+    def completed(self, video_ids, seg_num, feature_dim):
+        """The videos whose features are there, whole: [seg_num, feature_dim] (the backbone's)."""
         done = set()
         for video_id in video_ids:
             try:
-                if np.load(self.path(video_id), mmap_mode="r").shape == expected_shape(seg_num):
+                if np.load(self.path(video_id), mmap_mode="r").shape == expected_shape(seg_num, feature_dim):
                     done.add(video_id)
             except (OSError, ValueError):
                 pass
@@ -78,8 +78,8 @@ class Hdf5Store:
     def staged(self, video_id):
         return os.path.join(self.staging, video_id + ".npz")
 
-    def completed(self, video_ids, seg_num):
-        shape, done = expected_shape(seg_num), set()
+    def completed(self, video_ids, seg_num, feature_dim):
+        shape, done = expected_shape(seg_num, feature_dim), set()
         stored = h5py.File(self.store, "r") if os.path.exists(self.store) else None
         try:
             for video_id in video_ids:

@@ -78,34 +78,49 @@ def read_feature_list(list_path, num_classes, need_labels=True):
     return videos
 
 
-def load_features(video, feature_names, feature_dims):
-    """The video's [T, D_i] float32 arrays in feature_names order, checked against the config."""
+def read_arrays(video, feature_names):
+    """The video's [T, D_i] arrays in feature_names order, as stored (unchecked)."""
 
     def fail(message):
         return InputError(f"{video.path}: {message}", video.list_path, video.line)
 
     try:
         if video.path.endswith(HDF5_SUFFIXES):
-            arrays = _load_hdf5(video, feature_names)
-        elif video.path.endswith(".npz"):
+            return _load_hdf5(video, feature_names)
+        if video.path.endswith(".npz"):
             with np.load(video.path) as store:
                 missing = [n for n in feature_names if n not in store]
                 if missing:
                     raise fail(f"has no array named {missing[0]} (it has {', '.join(store.files)})")
-                arrays = [store[n] for n in feature_names]
-        else:
-            if len(feature_names) > 1:
-                raise fail(f"a .npy holds one feature but the config asks for {', '.join(feature_names)}; "
-                           "use an .npz with one array per feature")
-            arrays = [np.load(video.path, allow_pickle=False)]
+                return [store[n] for n in feature_names]
+        if len(feature_names) > 1:
+            raise fail(f"a .npy holds one feature but the config asks for {', '.join(feature_names)}; "
+                       "use an .npz with one array per feature")
+        return [np.load(video.path, allow_pickle=False)]
     except InputError:
         raise
     except Exception as err:  # unreadable or corrupt file
         raise fail(f"cannot read features ({type(err).__name__}: {err})") from None
+
+
+def load_features(video, feature_names, feature_dims):
+    """The video's [T, D_i] float32 arrays in feature_names order, checked against the config."""
+    arrays = read_arrays(video, feature_names)
     problem = feature_problem(arrays, feature_names, feature_dims)
     if problem:
-        raise fail(problem)
+        raise InputError(f"{video.path}: {problem}", video.list_path, video.line)
     return [np.asarray(a, dtype=np.float32) for a in arrays]
+
+
+def observed_dims(video, feature_names):
+    """The feature sizes [D_i] of a video's files: what MODEL.feature_dims becomes when a config leaves
+    it out (every other file is then checked against them)."""
+    arrays = read_arrays(video, feature_names)
+    bad = [a for a in arrays if np.ndim(a) != 2]
+    if bad:
+        raise InputError(f"{video.path}: features of shape {list(np.shape(bad[0]))}, expected [frames, dim]",
+                         video.list_path, video.line)
+    return [int(a.shape[1]) for a in arrays]
 
 
 def feature_problem(arrays, feature_names, feature_dims):

@@ -8,7 +8,7 @@ from core.log import log
 
 from . import metrics as metric_fns
 from . import yt8m
-from .data import FeatureListSource
+from .data import FeatureListSource, observed_dims
 from .models import build_model
 
 def sigmoid(logits):
@@ -22,12 +22,33 @@ class SequenceTask:
         if cfg.MODEL.get("name", model_name) != model_name:
             raise InputError(f"the config is for {cfg.MODEL['name']}, not {model_name}", cfg.path)
         self.model_name, self.model_class, self.cfg = model_name, model_class, cfg
-        dims, names = cfg.MODEL.feature_dims, cfg.MODEL.feature_names
+        # MODEL.feature_dims left to the reference config: taken from the first feature list opened
+        # before the model is built (the backbone decides it: 2048 ResNet, 1280 PP-TSMv2, ...)
+        self.dims_open = "MODEL.feature_dims" not in getattr(cfg, "named", {"MODEL.feature_dims"})
+        if not self.dims_open:
+            self._check_dims()
+
+    def _check_dims(self):
+        dims, names = self.cfg.MODEL.feature_dims, self.cfg.MODEL.feature_names
         if len(dims) != len(names):
-            raise InputError(f"MODEL.feature_names {names} and MODEL.feature_dims {dims} differ in length", cfg.path)
+            raise InputError(f"MODEL.feature_names {names} and MODEL.feature_dims {dims} differ in length",
+                             self.cfg.path)
 
     def build_model(self):
+        if self.dims_open:  # no feature list opened first (eval, predict): the config's sizes
+            self._check_dims()
+            self.dims_open = False  # the model's sizes are fixed from here on
         return build_model(self.model_class, self.cfg.MODEL)
+
+    def _take_dims_from(self, source):
+        """MODEL.feature_dims from the first video of `source`; its check() holds every other file to them."""
+        video = source.videos[0]
+        dims = observed_dims(video, source.feature_names)
+        if dims != list(self.cfg.MODEL.feature_dims):
+            log.info("MODEL.feature_dims %s, from the features (%s; the config does not set it)", dims, video.path)
+        self.cfg.MODEL["feature_dims"] = dims
+        source.feature_dims = dims
+        self.dims_open = False
 
     def adopt_checkpoint(self, state, path):
         """The checkpoint at `path` in our names (VideoTag's, the PaddleCV zoo's, PaddleVideo's, ours:
@@ -57,9 +78,12 @@ class SequenceTask:
             return yt8m.RecordSource(filelist, self.cfg.MODEL, section["batch_size"],
                                      num_workers=train.get("num_workers", 4),
                                      shuffle_buffer=train.get("shuffle_buffer", yt8m.SHUFFLE_BUFFER))
-        return FeatureListSource(filelist, self.cfg.MODEL, section["batch_size"], need_labels=split != "infer",
-                                 num_workers=train.get("num_workers", 4),
-                                 bucket_batches=train.get("bucket_batches", 0))
+        source = FeatureListSource(filelist, self.cfg.MODEL, section["batch_size"], need_labels=split != "infer",
+                                   num_workers=train.get("num_workers", 4),
+                                   bucket_batches=train.get("bucket_batches", 0))
+        if self.dims_open:
+            self._take_dims_from(source)
+        return source
 
     def forward(self, model, batch):
         return model([paddle.to_tensor(f) for f in batch.features], paddle.to_tensor(batch.mask))

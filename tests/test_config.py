@@ -105,7 +105,7 @@ def test_bad_values_in_a_file_name_the_file(tmp_path):
     with pytest.raises(InputError, match="TRAIN.total_videos must be a positive integer, not 'many'"):
         load_config(str(user), [], TSN_REF)
     user.write_text("INFER:\n  resize: stretch\n")
-    with pytest.raises(InputError, match="resize 'stretch' is not one of videotag, keep_aspect"):
+    with pytest.raises(InputError, match="resize 'stretch' is not one of videotag, paddlevideo, keep_aspect"):
         check_resize_mode(load_config(str(user), [], TSN_REF).INFER.resize, str(user))
 
 

@@ -4,7 +4,8 @@
         [--model AttentionLSTM --weights head.pdparams]
 
 int8 (the default): --frames frames sampled evenly from the library calibrate Paddle's post-training
-quantisation; the int8 backbone is cached by weights, crop size, paddle version and precision, where
+quantisation (frame-independent backbones only: a temporal-shift one, PP-TSM or PP-TSMv2, is refused);
+the int8 backbone is cached by backbone, weights, crop size, paddle version and precision, where
 extract and tag (--precision int8) find it. Then, for both int8 and bf16, --check_videos videos go
 through fp32 and the reduced precision and it prints the features' cosine similarity (mean, min),
 the backbone's speed in both, and, given a head, how often their top-k tags agree and the largest
@@ -21,8 +22,9 @@ from core.config import load_config
 from core.errors import InputError, exit_on_input_error
 from core.log import log, setup as setup_logging
 from extractor.cli import DEFAULT_CONFIG, check_settings
-from extractor.pipeline import InferSettings, backbone_from_config, iter_video_features
-from extractor.predictor import check_precision, inference_device, quantize_int8, read_calibration
+from extractor.pipeline import InferSettings, backbone_from_config, clip_batch_size, iter_video_features
+from extractor.predictor import (check_int8_backbone, check_precision, inference_device, quantize_int8,
+                                read_calibration)
 from extractor.sampling import normalize
 from extractor.video import VideoError, read_sampled_crops
 from extractor.videos import listed_videos
@@ -85,6 +87,7 @@ class TimedBackbone:
 
     def __init__(self, backbone):
         self.backbone, self.frames, self.wall, self.cpu = backbone, 0, 0.0, 0.0
+        self.clip_frames = getattr(backbone, "clip_frames", 0)  # the pipeline batches a shift backbone's clips
 
     def __call__(self, images):
         wall, cpu = time.perf_counter(), time.process_time()
@@ -143,7 +146,8 @@ def compare(videos, cfg, settings, args, precision):
         cfg.INFER["precision"] = name
         backbone = backbone_from_config(cfg, args.extractor_weights, "inference", args.cache_dir)
         size = settings.target_size
-        backbone(np.zeros((settings.batch_size, 3, size, size), "float32"))  # first calls build the kernels: not timed
+        warm_up = clip_batch_size(settings.batch_size, backbone.clip_frames)  # whole clips of a shift backbone
+        backbone(np.zeros((warm_up, 3, size, size), "float32"))  # first calls build the kernels: not timed
         timed[name] = TimedBackbone(backbone)
         features[name] = video_features(videos, settings, timed[name])
     decoded = [path for path in features["fp32"] if path in features[precision]]
@@ -188,14 +192,15 @@ def calibrate(args):
     check_precision(precision, inference_device(), "inference", cfg.path)
     if args.frames < 1 or args.check_videos < 1:
         raise InputError("--frames and --check_videos must be positive")
+    if precision == "int8":
+        check_int8_backbone(cfg.MODEL, cfg.path)
     videos = listed_videos(args.filelist, args.video_path, "no videos")
-    depth = int(cfg.MODEL.num_layers)
     if precision == "int8":
         if args.check:
-            read_calibration(depth, args.extractor_weights, settings.target_size, args.cache_dir)  # refuses if none
+            read_calibration(cfg.MODEL, args.extractor_weights, settings.target_size, args.cache_dir)  # or refuses
         else:
             frames, sources = calibration_frames(videos, args.frames, settings)
-            quantize_int8(depth, args.extractor_weights, settings.target_size, frames, args.cache_dir, sources)
+            quantize_int8(cfg.MODEL, args.extractor_weights, settings.target_size, frames, args.cache_dir, sources)
     report = compare(spread(videos, args.check_videos), cfg, settings, args, precision)
     print_report(report, settings)
     return report

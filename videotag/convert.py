@@ -1,7 +1,7 @@
 """Weights of other projects rewritten in this project's names, as .safetensors: a head from VideoTag,
 the PaddleCV video zoo (.pdparams or a one-file-per-parameter folder) or PaddleVideo (docs/MODELS.md),
-or a backbone from VideoTag's static tsn.pdparams or PaddleVideo. Every command also reads the
-originals directly; a converted file loads faster and without the renaming.
+or a backbone (--extractor_config's MODEL.backbone) from VideoTag's static tsn.pdparams or PaddleVideo.
+Every command also reads the originals directly; a converted file loads faster and without the renaming.
 
     python -m videotag.convert --model AttentionLSTM --weights attention_lstm.pdparams --save attention_lstm.safetensors
     python -m videotag.convert --model NeXtVLAD --config configs/nextvlad_yt8m.yaml --weights NeXtVLAD_final.pdparams \
@@ -20,10 +20,12 @@ from core.config import load_config
 from core.errors import InputError, exit_on_input_error
 from core.log import log, setup as setup_logging
 from core.safeload import save_safetensors
+from extractor import backbones
 from extractor.cli import DEFAULT_CONFIG
 from extractor.predictor import build_model as build_backbone
 
 from . import cli
+from .export import describe_backbone
 from .models import HEADS, default_config_path
 
 
@@ -37,7 +39,7 @@ def parse_args(argv):
     p.add_argument("--weights", help="the head's weights: a .pdparams, .safetensors or fluid folder")
     p.add_argument("--extractor_weights", help="the backbone's weights (instead of --weights)")
     p.add_argument("--extractor_config", default=default_config_path("TSN"),
-                   help="the extractor's yaml, for the ResNet depth (default configs/tsn.yaml)")
+                   help="the extractor's yaml, for MODEL.backbone and its depth (default configs/tsn.yaml)")
     p.add_argument("--save", required=True, help="the .safetensors to write")
     p.set_defaults(save_dir=None)  # cli.setup names one; nothing is written there
     args = p.parse_args(argv)
@@ -61,9 +63,10 @@ def convert_head(args):
 
 def convert_backbone(args):
     setup_logging()
-    depth = int(load_config(args.extractor_config, reference=DEFAULT_CONFIG).MODEL.num_layers)
-    save_safetensors(build_backbone(depth, args.extractor_weights).state_dict(), args.save)
-    log.info("%s: the ResNet-%d backbone in this project's names", args.save, depth)
+    extractor_cfg = load_config(args.extractor_config, reference=DEFAULT_CONFIG)
+    backbones.get(extractor_cfg.MODEL, extractor_cfg.path)  # an unknown backbone or depth: one line
+    save_safetensors(build_backbone(extractor_cfg.MODEL, args.extractor_weights).state_dict(), args.save)
+    log.info("%s: the %s backbone in this project's names", args.save, describe_backbone(extractor_cfg.MODEL))
 
 
 @exit_on_input_error

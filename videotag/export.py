@@ -1,5 +1,6 @@
 """Paddle inference models of both stages, for `predict.py --inference_dir DIR` (and any
-paddle.inference deployment): DIR/backbone.* (images [N, 3, S, S] -> [N, 2048]), DIR/head.*
+paddle.inference deployment): DIR/backbone.* (images [N, 3, S, S] -> [N, feature_dim]: the
+extractor config's MODEL.backbone; a temporal-shift one takes N in whole clips), DIR/head.*
 (features [B, T, D] and mask [B, T] -> logits [B, classes]; batch and time dynamic) and
 DIR/export.json, the settings they were exported with (written last: a folder without it is
 incomplete).
@@ -19,8 +20,9 @@ from core.config import load_config
 from core.errors import InputError, exit_on_input_error
 from core.fsutil import atomic_open
 from core.log import log
+from extractor import backbones
 from extractor.cli import DEFAULT_CONFIG
-from extractor.predictor import INPUT_NAME, build_model, check_precision, inference_device
+from extractor.predictor import build_model, check_precision, inference_device, save_inference_program
 
 from . import cli
 from .heads import MANIFEST, check_head_takes_extractor_features
@@ -58,20 +60,24 @@ def export(args, cfg, task, extractor_cfg):
     head.eval()
     export_head(head, cfg.MODEL, os.path.join(args.save_dir, HEAD))
     size = int(extractor_cfg.INFER.target_size)
-    backbone = build_model(int(extractor_cfg.MODEL.num_layers), args.extractor_weights)
-    paddle.jit.save(backbone, os.path.join(args.save_dir, BACKBONE),
-                    input_spec=[InputSpec([None, 3, size, size], "float32", INPUT_NAME)])
+    save_inference_program(build_model(extractor_cfg.MODEL, args.extractor_weights),
+                           os.path.join(args.save_dir, BACKBONE), size)
     manifest = {"model_name": task.model_name, "head": HEAD, "backbone": BACKBONE,
                 "model": dict(cfg.MODEL),
-                "extractor": {"MODEL": {"num_layers": extractor_cfg.MODEL.num_layers},
-                              "INFER": dict(extractor_cfg.INFER)},
+                "extractor": {"MODEL": dict(extractor_cfg.MODEL), "INFER": dict(extractor_cfg.INFER)},
                 "weights": os.path.abspath(args.weights),
                 "extractor_weights": args.extractor_weights and os.path.abspath(args.extractor_weights),
                 "paddle": paddle.__version__}
     with atomic_open(os.path.join(args.save_dir, MANIFEST)) as f:
         json.dump(manifest, f, indent=2)
-    log.info("exported %s and the ResNet-%d backbone (%dx%d crops, %s) to %s", task.model_name,
-             extractor_cfg.MODEL.num_layers, size, size, extractor_cfg.INFER.get("precision", "fp32"), args.save_dir)
+    log.info("exported %s and the %s backbone (%dx%d crops, %s) to %s", task.model_name,
+             describe_backbone(extractor_cfg.MODEL), size, size, extractor_cfg.INFER.get("precision", "fp32"),
+             args.save_dir)
+
+
+def describe_backbone(model_cfg):
+    spec = backbones.get(model_cfg)
+    return spec.description + (f", {model_cfg.get('num_layers', 101)} layers" if spec.depths else "")
 
 
 @exit_on_input_error
@@ -81,8 +87,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     args.save_dir = args.save_dir or os.path.join("output", args.model_name, "inference")
     cfg, task = cli.setup(args)
-    check_head_takes_extractor_features(cfg.MODEL, cfg.path)
-    export(args, cfg, task, load_config(args.extractor_config, args.extractor_override, DEFAULT_CONFIG))
+    extractor_cfg = load_config(args.extractor_config, args.extractor_override, DEFAULT_CONFIG)
+    backbones.get(extractor_cfg.MODEL, extractor_cfg.path)  # an unknown backbone or depth: one line
+    check_head_takes_extractor_features(cfg.MODEL, cfg.path, extractor_cfg.MODEL)
+    export(args, cfg, task, extractor_cfg)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ import paddle.inference
 
 from core.checkpoint import build_with_weights
 from core.errors import InputError
-from extractor.predictor import model_file
-from extractor.resnet import FEATURE_DIM
+from extractor import backbones
+from extractor.predictor import backbone_shape, model_file
 from sequence.data import Batch, pad_batch, segments
 from sequence.task import sigmoid
 
@@ -103,8 +103,12 @@ def as_overrides(sections):
             for key, value in values.items()]
 
 
-def check_head_takes_extractor_features(model_cfg, path):
-    if len(model_cfg["feature_names"]) != 1 or list(model_cfg["feature_dims"]) != [FEATURE_DIM]:
-        raise InputError(f"tagging videos feeds the head the extractor's one {FEATURE_DIM}-d feature, but "
-                         f"MODEL.feature_names is {model_cfg['feature_names']} with feature_dims "
-                         f"{model_cfg['feature_dims']}", path)
+def check_head_takes_extractor_features(model_cfg, path, extractor_model=None):
+    """Refuse a head that cannot take the features of the extractor's backbone (its MODEL section;
+    None: VideoTag's ResNet TSN)."""
+    extractor_model = extractor_model or {}
+    feature_dim = backbone_shape(extractor_model)[0]
+    if len(model_cfg["feature_names"]) != 1 or list(model_cfg["feature_dims"]) != [feature_dim]:
+        raise InputError(f"tagging videos feeds the head the extractor's one {feature_dim}-d feature "
+                         f"({backbones.get(extractor_model).description}), but MODEL.feature_names is "
+                         f"{model_cfg['feature_names']} with feature_dims {model_cfg['feature_dims']}", path)

@@ -31,6 +31,10 @@ MODELS = {
     "NeXtVLAD": Entry(NeXtVLAD, "nextvlad.yaml", SequenceTask, demo=(
         "MODEL.cluster_size=16", "MODEL.groups=4", "MODEL.hidden_size=256", "MODEL.gating_reduction=4")),
     "TSN": Entry(TSN, "tsn.yaml", TSNTask),
+    # stage one's PaddleVideo backbones fine-tuned as classifiers: the TSN task, MODEL.backbone from their config
+    "PPTSN": Entry(TSN, "pptsn.yaml", TSNTask),
+    "PPTSM": Entry(TSN, "pptsm.yaml", TSNTask),
+    "PPTSMv2": Entry(TSN, "pptsmv2.yaml", TSNTask),
     "Quality": Entry(QualityNet, "quality.yaml", QualityTask),  # end to end, on videos
     "QualityHead": Entry(FeatureQuality, "quality_head.yaml", FeatureQualityTask),  # on extracted features
 }

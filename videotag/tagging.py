@@ -24,8 +24,9 @@ from core.errors import InputError, check_writable
 from core.fsutil import atomic_open
 from core.lists import list_entries, write_list
 from core.log import log
-from extractor.cli import (DEFAULT_CONFIG, add_backbone_arguments, check_settings, failure_line, feature_settings,
-                           reconcile_store)
+from extractor import backbones
+from extractor.cli import (DEFAULT_CONFIG, add_backbone_arguments, check_settings, failure_line, feature_dim,
+                           feature_settings, reconcile_store)
 from extractor.pipeline import InferSettings, backbone_from_config, iter_video_features
 from extractor.predictor import InferenceBackbone, weights_digest
 from extractor.stores import NpyStore, write_text
@@ -146,8 +147,9 @@ def tag_videos(args):
     if args.timeline is not None and args.timeline <= 0 or args.timeline_frames < 1:
         raise InputError("--timeline needs a positive number of seconds and --timeline_frames at least 1")
     cfg, task = cli.setup(args)
-    check_head_takes_extractor_features(cfg.MODEL, cfg.path)
     extractor_cfg = load_config(args.extractor_config, args.extractor_override, DEFAULT_CONFIG)
+    backbones.get(extractor_cfg.MODEL, extractor_cfg.path)  # an unknown backbone or depth: one line
+    check_head_takes_extractor_features(cfg.MODEL, cfg.path, extractor_cfg.MODEL)
     settings = InferSettings.from_config(extractor_cfg)
     check_settings(settings, extractor_cfg.path)
     if manifest and settings.target_size != manifest["extractor"]["INFER"]["target_size"]:
@@ -201,7 +203,7 @@ def tag_videos(args):
 
     failures = [item for part in dist.all_gather_object(failures) for item in part]
     if dist.is_main():
-        finish(args.save_dir, videos, failures, label_names, store, settings.seg_num)
+        finish(args.save_dir, videos, failures, label_names, store, settings.seg_num, feature_dim(extractor_cfg))
     dist.barrier()
     return 1 if failures else 0
 
@@ -243,7 +245,8 @@ def build_models(args, cfg, task, extractor_cfg, settings, manifest, device):
         device = paddle.get_device() if device.startswith("gpu") else "cpu"
         backbone = InferenceBackbone(os.path.join(args.inference_dir, manifest["backbone"]), device,
                                      bool(extractor_cfg.INFER.get("use_tensorrt", False)),
-                                     settings.batch_size, settings.target_size, settings.precision)
+                                     settings.batch_size, settings.target_size, settings.precision,
+                                     extractor_cfg.MODEL)
         head = InferenceHead(os.path.join(args.inference_dir, manifest["head"]), cfg.MODEL.feature_names, device)
         return backbone, head
     backbone = backbone_from_config(extractor_cfg, args.extractor_weights, args.extractor_backend, args.cache_dir)
@@ -267,13 +270,13 @@ def tag_one(item, result, args, tagger, settings, backbone, store):
             for (start, end, _), tags in zip(windows, window_tags)]
 
 
-def finish(save_dir, videos, failures, label_names, store, seg_num):
+def finish(save_dir, videos, failures, label_names, store, seg_num, feature_dim):
     """Rank 0 at the end of every run: merged journals, CSV, failures, kept feature list, report."""
     merge_parts(save_dir, [item.name for item in videos])
     write_csv(save_dir)
     write_text(os.path.join(save_dir, FAILURES), [failure_line(*failure) for failure in failures])
     if store is not None:
-        kept = store.completed([item.video.video_id for item in videos], seg_num)
+        kept = store.completed([item.video.video_id for item in videos], seg_num, feature_dim)
         write_list(os.path.join(store.save_dir, "features.list"),
                    [(store.list_path(item.video.video_id), item.labels)
                     for item in videos if item.video.video_id in kept])
