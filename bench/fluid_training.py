@@ -23,6 +23,8 @@ from videotag.models import default_config_path, make_task  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLUID_SCRIPT = os.path.join(ROOT, "tools", "videotag_reference", "time_training_step.py")
+# (TRAIN.bucket_batches, AttentionLSTM.packed): padded is nn.LSTM over the padded batch (before packing)
+SETTINGS = ((8, False), (0, True), (8, True))
 
 
 def fluid_rate(python, lengths):
@@ -38,16 +40,17 @@ def main():
     parser.add_argument("--fluid_python", default="/work/venvs/fluid-vt/bin/python")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        list_path = write_features(folder, args.videos, 150, 300)
+        list_path = write_features(folder, args.videos, (150, 300))
         lengths = [np.load(os.path.join(folder, line.split()[0]), mmap_mode="r").shape[0]
                    for line in open(list_path).read().splitlines()]
         ours = {}
-        for bucket in (0, 8):
+        for bucket, packed in SETTINGS:
             overrides = [f"TRAIN.filelist={list_path}", "TRAIN.batch_size=32", f"TRAIN.bucket_batches={bucket}"]
             task = make_task("AttentionLSTM", load_config(default_config_path("AttentionLSTM"), overrides))
             stepper, (batches, _, _) = Stepper(task), epoch_batches(task)
+            stepper.model.packed = packed
             stepper.step(batches[0])  # warm-up (not timed)
-            ours[f"ours, bucket_batches {bucket}"] = (stepper, batches)
+            ours[f"ours, bucket {bucket}, {'packed' if packed else 'padded'}"] = (stepper, batches)
         rates = {"fluid 1.8.5 (LoD)": [], **{name: [] for name in ours}}
         for round_no in range(args.rounds):
             rates["fluid 1.8.5 (LoD)"].append(fluid_rate(args.fluid_python, lengths))
@@ -56,9 +59,9 @@ def main():
                 rates[name].append(sum(len(b.names) for b in batches) / seconds)
             print(f"round {round_no + 1}: " + ", ".join(f"{n} {r[-1]:.2f}" for n, r in rates.items()), flush=True)
     fluid = np.array(rates["fluid 1.8.5 (LoD)"])
-    print(f"\n{'setting':<28}{'videos/s per round':>28}{'/ fluid (mean of rounds)':>26}")
+    print(f"\n{'setting':<30}{'videos/s per round':>28}{'/ fluid (mean of rounds)':>26}")
     for name, values in rates.items():
-        print(f"{name:<28}{', '.join(f'{v:.2f}' for v in values):>28}{np.mean(np.array(values) / fluid):>26.2f}")
+        print(f"{name:<30}{', '.join(f'{v:.2f}' for v in values):>28}{np.mean(np.array(values) / fluid):>26.2f}")
 
 
 if __name__ == "__main__":
