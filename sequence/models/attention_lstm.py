@@ -4,6 +4,11 @@ Two kinds of LSTM (MODEL.lstm): `standard` is paddle.nn.LSTM (PaddleVideo's head
 fluid's dynamic_lstm (VideoTag and the PaddleCV zoo), whose input and forget gates also look at
 the previous cell and whose output gate looks at the new one. Loading a VideoTag or zoo checkpoint
 picks `peephole` by itself (sequence/models/attention_lstm_weights.py).
+
+On the CPU in eager mode both kinds run packed (`Packing`, `PackedRecurrence`): only real frames are
+embedded and projected, and step t computes only the sequences still running, as fluid's LoD batches;
+the parameters are the same ones (same names, same checkpoints), the results equal the padded path's
+within float rounding (tests/test_lstm_speed.py). Exports and GPUs take the padded batch.
 """
 import math
 
@@ -289,8 +294,11 @@ class AttentionLSTM(nn.Layer):
             raise ValueError(f"expected {len(self.encoders)} feature tensors, got {len(features)}")
         lengths = paddle.sum(mask, axis=1).astype("int64")
         packing = None
+        # Packing needs the lengths on the host (free on the CPU) and eager ops; exports and GPUs
+        # (cuDNN's LSTM) take the padded batch.
         if self.packed and paddle.in_dynamic_mode() and mask.place.is_cpu_place():
-            packing = Packing(lengths.numpy(), mask.shape[1])
+            host_lengths = lengths.numpy()
+            packing = Packing(host_lengths, mask.shape[1]) if host_lengths.max() > 0 else None
         pooled = [encoder(frames, mask, lengths, packing) for encoder, frames in zip(self.encoders, features)]
         hidden = F.relu(self.fc1(paddle.concat(pooled, axis=1)))
         hidden = F.tanh(self.fc2(hidden))
