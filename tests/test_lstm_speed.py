@@ -48,3 +48,14 @@ def test_packing_computes_real_frames_only():
     assert packing.frames.numpy().tolist() == [0, 8, 4, 1, 9, 2]  # padded rows b * 4 + t
     # the backward direction's row k is the frame len - 1 - t of the same sequence
     assert packing.both_directions.numpy().tolist() == [0, 1, 2, 3, 4, 5, 5, 4, 2, 3, 1, 0]
+
+
+def test_packed_lstm_without_gradients_gives_the_same_logits():
+    rng = np.random.default_rng(1)
+    model = tiny("peephole", rng)
+    model.eval()
+    features = [paddle.to_tensor(rng.normal(size=(3, 6, dim)).astype("float32")) for dim in (16, 8)]
+    mask = paddle.to_tensor((np.arange(6)[None] < np.array([6, 2, 4])[:, None]).astype("float32"))
+    with_grad = model(features, mask).numpy()
+    with paddle.no_grad():
+        np.testing.assert_allclose(model(features, mask).numpy(), with_grad, rtol=1e-6, atol=1e-7)
