@@ -116,9 +116,8 @@ class Packing:
 
 class PackedRecurrence(paddle.autograd.PyLayer):
     """Both directions' recurrence over packed rows, with a hand-written backward: per step only the
-    [n_t, 4H] x [4H, H] products that must be sequential; the gradients of the recurrent weights, the
-    biases and the peepholes are one product or sum over all frames after the loop (autograd would
-    take one per step).
+    [n_t, 4H] x [4H, H] products that must be sequential; the gradients of the recurrent weights and
+    the peepholes are one product over all frames after the loop (autograd would take one per step).
 
     projected [2, N, 4H] (input projections and biases), recurrent [2, 4H, H], peepholes [2, 3H] or
     None; active: the sequences running at each step (Packing); keep: hold each step's gates for the
@@ -223,9 +222,10 @@ def packed_bidirectional(lstm, embedded, packing, peepholes):
     # broadcast on the CPU, and their gradient comes out of the product's.
     with_ones = paddle.concat([embedded, paddle.ones([embedded.shape[0], 1], embedded.dtype)], axis=1)
     inputs = paddle.gather(with_ones, packing.both_directions).reshape([2, -1, with_ones.shape[-1]])
-    weights = paddle.stack([
-        paddle.concat([lstm.weight_ih_l0, (lstm.bias_ih_l0 + lstm.bias_hh_l0).unsqueeze(1)], axis=1),
-        paddle.concat([lstm.weight_ih_l0_reverse, (lstm.bias_ih_l0_reverse + lstm.bias_hh_l0_reverse).unsqueeze(1)], axis=1)])
+    directions = ((lstm.weight_ih_l0, lstm.bias_ih_l0, lstm.bias_hh_l0),
+                  (lstm.weight_ih_l0_reverse, lstm.bias_ih_l0_reverse, lstm.bias_hh_l0_reverse))
+    weights = paddle.stack([paddle.concat([weight, (bias_ih + bias_hh).unsqueeze(1)], axis=1)
+                            for weight, bias_ih, bias_hh in directions])
     projected = paddle.matmul(inputs, weights, transpose_y=True)
     recurrent = paddle.stack([lstm.weight_hh_l0, lstm.weight_hh_l0_reverse])
     return PackedRecurrence.apply(projected, recurrent, peepholes, packing.active, paddle.is_grad_enabled())
