@@ -290,7 +290,8 @@ class Trainer:
         dist.check_shared_dir(save_dir)  # several nodes: one folder for checkpoints and outputs
         self.amp = amp and self.device.startswith("gpu")
         if amp and not self.amp:
-            log.info("--amp needs a GPU: training in float32 on the CPU")
+            # Paddle's CPU kernels have no bfloat16 matmul (3.3.1), so there is nothing to cast to
+            log.info("--amp needs a GPU: Paddle has no bfloat16 matrix product on the CPU, training in float32")
 
     # ---- inference over a whole split, gathered from every process, in list order ----
     def infer(self, model, source):
