@@ -5,7 +5,8 @@ import numpy as np
 import paddle
 import pytest
 
-from sequence.models.attention_lstm import AttentionLSTM, Packing
+from sequence.models.attention_lstm import AttentionLSTM
+from sequence.models.packed_lstm import Packing
 
 
 def tiny(kind, rng):
