@@ -191,8 +191,9 @@ class InferenceBackbone:
 
 
 # oneDNN fusions that crash Paddle 3.3 (SIGSEGV while the predictor is made) on a program with this
-# op: conv + batch norm + leaky_relu (PP-TSM) in the conv-activation fusion. Such a program runs
-# without that one fusion (same features, tested); any other keeps every fusion.
+# op: any conv followed by leaky_relu (PP-TSM), batch norm or not, in the conv-activation fusion.
+# Such a program runs without that one fusion (same features, tested); any other keeps every fusion.
+# leaky_relu written as maximum(x, 0.01 x) (the same values) escapes the crash but ran slower still.
 BROKEN_FUSIONS = {b"leaky_relu": "conv_activation_onednn_fuse_pass"}
 
 

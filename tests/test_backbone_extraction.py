@@ -13,7 +13,7 @@ import predict as predict_cli
 from core.config import load_config
 from extractor import cli as extractor_cli
 from extractor.pipeline import InferSettings, clip_order, iter_video_features
-from extractor.predictor import DygraphBackbone, build_model, create_backbone
+from extractor.predictor import CPU_FLAGS_NEEDED, DygraphBackbone, build_model, cpu_flags, create_backbone
 from extractor.sampling import normalize
 from extractor.stores import write_settings
 from extractor.video import read_sampled_crops
@@ -149,14 +149,26 @@ def test_a_record_without_a_backbone_is_resnet_tsn(videos, tmp_path, caplog):
     assert "settings changed (backbone, num_seg)" in caplog.text
 
 
-def test_pptsm_runs_through_paddle_inference_like_dygraph(tmp_path):
-    """PP-TSM's leaky ReLU crashes one oneDNN fusion of Paddle 3.3 (the predictor leaves it out)."""
-    model = active(build_model(section(SHIFT_TSM)))
-    exported = create_backbone(model=model, image_size=32, cache_dir=str(tmp_path), max_batch=8)
+HAS_BF16 = bool(cpu_flags() & set(CPU_FLAGS_NEEDED["bf16"]))
+
+
+@pytest.mark.parametrize("name, precision", [(SHIFT_TSM, "fp32"), (SHIFT_TSM, "bf16"), (SHIFT_V2, "bf16")])
+def test_shift_backbones_run_through_paddle_inference_like_dygraph(name, precision, tmp_path):
+    """PP-TSM's leaky ReLU crashes one oneDNN fusion of Paddle 3.3 (the predictor leaves it out);
+    the shift (extractor/temporal_shift.py) runs in oneDNN's fp32 and bf16 kernels."""
+    if precision == "bf16" and not HAS_BF16:
+        pytest.skip("this CPU has no bf16 instructions (avx512_bf16 / amx_bf16)")
+    model = active(build_model(section(name)))
+    exported = create_backbone(model=model, image_size=32, cache_dir=str(tmp_path), max_batch=8, precision=precision)
     assert exported.backend == "inference" and exported.clip_frames == CLIP
     images = np.random.default_rng(0).standard_normal((2 * CLIP, 3, 32, 32)).astype("float32")
     expected = DygraphBackbone(model)(images)
-    np.testing.assert_allclose(exported(images), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    got = exported(images)
+    if precision == "fp32":
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    else:  # bf16 keeps 8 bits of mantissa: close in direction, not in every digit
+        cosine = (got * expected).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(expected, axis=1)
+        assert cosine.min() > 0.99 and not np.array_equal(got, expected)
 
 
 def test_int8_is_refused_for_a_shift_backbone_in_one_line(tmp_path):
