@@ -123,9 +123,14 @@ def test_extraction_records_the_backbone_and_another_one_extracts_again(videos, 
     # The same settings again: nothing to do.
     assert extractor_cli.extract(extract_args(videos, save_dir, f"MODEL.backbone={SHIFT_V2}")) == 0
     assert "3 videos: 3 already done, 0 to extract" in caplog.text
+    # PP-TSMv2 with its temporal attention is another network: extracted again, and recorded.
+    assert extractor_cli.extract(extract_args(videos, save_dir, f"MODEL.backbone={SHIFT_V2}",
+                                              "MODEL.temporal_attention=true")) == 0
+    assert "settings changed (temporal_attention)" in caplog.text
+    assert json.loads((save_dir / "extraction.json").read_text())["temporal_attention"] is True
     # Another backbone: its features replace the old ones.
     assert extractor_cli.extract(extract_args(videos, save_dir, "MODEL.backbone=resnet_tsn")) == 0
-    assert "settings changed (backbone, depth, num_seg)" in caplog.text
+    assert "settings changed (backbone, depth, num_seg, temporal_attention)" in caplog.text
     assert all(np.load(p).shape == (SEG_NUM, 2048) for p in features)
     record = json.loads((save_dir / "extraction.json").read_text())
     assert "backbone" not in record and "num_seg" not in record and record["depth"] == 50
