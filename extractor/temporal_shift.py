@@ -2,8 +2,8 @@
 
 Same values as paddle's `temporal_shift` op (NCHW, shift_ratio 1/clip_frames), bit for bit, but
 faster through paddle.inference on CPU: that op has no oneDNN kernel, so every call leaves oneDNN's
-fused, blocked-layout convolutions (PP-TSM R50 ran 1.2-1.5x faster in fp32 and bf16 this way,
-docs/BENCHMARKS.md "Backbones"). Only ops Paddle 2.6 has too (reshape, slice, concat, zeros_like).
+fused, blocked-layout convolutions (PP-TSM R50 ran 1.0-1.3x faster in fp32 and 1.2-1.6x in bf16
+this way, docs/BENCHMARKS.md "Backbones"). Only ops Paddle 2.6 has too (reshape, slice, concat, zeros_like).
 """
 import numpy as np
 import paddle
