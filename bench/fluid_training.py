@@ -4,8 +4,10 @@ without and with length bucketing, in interleaved rounds on the same frame count
 
     .venv/bin/python bench/fluid_training.py [--videos 192] [--rounds 3] [--fluid_python /work/venvs/fluid-vt/bin/python]
 
-Each round: one epoch of fluid's step (tools/videotag_reference/time_training_step.py, in its own
-venv; its program build is not timed), then one epoch of ours per setting (steps only timed).
+Each round: one epoch of each of our settings, their steps taken in turn (steps only timed), between
+two epochs of fluid's step (tools/videotag_reference/time_training_step.py, in its own venv; its
+program build is not timed) whose mean is the round's fluid rate. Settings: TRAIN.bucket_batches, and
+the LSTM over the padded batch (nn.LSTM, as before packing) or over packed real frames (shipped).
 """
 import argparse
 import os
@@ -23,6 +25,8 @@ from videotag.models import default_config_path, make_task  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLUID_SCRIPT = os.path.join(ROOT, "tools", "videotag_reference", "time_training_step.py")
+# (TRAIN.bucket_batches, AttentionLSTM.packed): padded is nn.LSTM over the padded batch (before packing)
+SETTINGS = ((8, False), (0, True), (8, True))
 
 
 def fluid_rate(python, lengths):
@@ -38,27 +42,36 @@ def main():
     parser.add_argument("--fluid_python", default="/work/venvs/fluid-vt/bin/python")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        list_path = write_features(folder, args.videos, 150, 300)
+        list_path = write_features(folder, args.videos, (150, 300))
         lengths = [np.load(os.path.join(folder, line.split()[0]), mmap_mode="r").shape[0]
                    for line in open(list_path).read().splitlines()]
         ours = {}
-        for bucket in (0, 8):
+        for bucket, packed in SETTINGS:
             overrides = [f"TRAIN.filelist={list_path}", "TRAIN.batch_size=32", f"TRAIN.bucket_batches={bucket}"]
             task = make_task("AttentionLSTM", load_config(default_config_path("AttentionLSTM"), overrides))
             stepper, (batches, _, _) = Stepper(task), epoch_batches(task)
+            stepper.model.packed = packed
             stepper.step(batches[0])  # warm-up (not timed)
-            ours[f"ours, bucket_batches {bucket}"] = (stepper, batches)
-        rates = {"fluid 1.8.5 (LoD)": [], **{name: [] for name in ours}}
+            ours[f"ours, bucket {bucket}, {'packed' if packed else 'padded'}"] = (stepper, batches)
+        rates = {name: [] for name in ours}
+        fluid_runs = [fluid_rate(args.fluid_python, lengths)]
         for round_no in range(args.rounds):
-            rates["fluid 1.8.5 (LoD)"].append(fluid_rate(args.fluid_python, lengths))
-            for name, (stepper, batches) in ours.items():
-                seconds = sum(stepper.step(batch) for batch in batches)
-                rates[name].append(sum(len(b.names) for b in batches) / seconds)
-            print(f"round {round_no + 1}: " + ", ".join(f"{n} {r[-1]:.2f}" for n, r in rates.items()), flush=True)
-    fluid = np.array(rates["fluid 1.8.5 (LoD)"])
-    print(f"\n{'setting':<28}{'videos/s per round':>28}{'/ fluid (mean of rounds)':>26}")
+            seconds = {name: 0.0 for name in ours}
+            steps = len(next(iter(ours.values()))[1])  # the same videos in every setting
+            for i in range(steps):  # our settings' steps in turn: the same load for each
+                for name, (stepper, own_batches) in ours.items():
+                    seconds[name] += stepper.step(own_batches[i])
+            for name, (_, batches) in ours.items():
+                rates[name].append(sum(len(b.names) for b in batches) / seconds[name])
+            fluid_runs.append(fluid_rate(args.fluid_python, lengths))
+            print(f"round {round_no + 1}: fluid before {fluid_runs[-2]:.2f} after {fluid_runs[-1]:.2f}, "
+                  + ", ".join(f"{n} {r[-1]:.2f}" for n, r in rates.items()), flush=True)
+    # fluid's rate for a round: the mean of its epochs just before and just after ours
+    fluid = (np.array(fluid_runs[:-1]) + np.array(fluid_runs[1:])) / 2
+    rates = {"fluid 1.8.5 (LoD), mean around": list(fluid), **rates}
+    print(f"\n{'setting':<34}{'videos/s per round':>28}{'/ fluid (mean of rounds)':>26}")
     for name, values in rates.items():
-        print(f"{name:<28}{', '.join(f'{v:.2f}' for v in values):>28}{np.mean(np.array(values) / fluid):>26.2f}")
+        print(f"{name:<34}{', '.join(f'{v:.2f}' for v in values):>28}{np.mean(np.array(values) / fluid):>26.2f}")
 
 
 if __name__ == "__main__":

@@ -50,7 +50,8 @@ MINIMUM = {"batch_size": (1, True), "epoch": (1, True), "learning_rate": (0, Tru
            "num_samples": (0, True), "decay_examples": (1, True), "momentum": (0, True),
            "embedding_size": (1, True), "lstm_size": (1, True), "cluster_nums": (1, True),
            "cluster_size": (1, True), "groups": (1, True), "hidden_size": (1, True), "topk": (1, True),
-           "reference_batch_size": (0, True), "warmup_steps": (0, True), "min_steps": (0, True),
+           "reference_batch_size": (0, True), "warmup_steps": (0, True), "warmup_epochs": (0, True),
+           "warmup_start": (0, True), "min_steps": (0, True),
            "patience": (0, True), "bucket_batches": (0, True), "label_smoothing": (0, True),
            "mixup_alpha": (0, True), "multiscale_crop": (0, True)}
 # The schedule each head's own recipe used (VideoTag's, or the paper's): a config that names its
@@ -261,6 +262,8 @@ def check_range(name, key, value, where):
                              where)
     if key in ("drop_rate", "label_smoothing") and isinstance(value, float) and value >= 1:
         raise InputError(f"{name} must be below 1, not {value}", where)
+    if key == "warmup_start" and isinstance(value, float) and value > 1:
+        raise InputError(f"{name} (a fraction of the learning rate) must be at most 1, not {value}", where)
     if key == "decay_epochs" and isinstance(value, list) and any(v < 0 for v in value):
         raise InputError(f"{name} must not hold negative epochs, not {value}", where)
 
@@ -289,11 +292,11 @@ def derive_recipe(sections, named, path):
     given = {key.partition(".")[2] for key in named if key.startswith("TRAIN.")}
     kept = []
     if "learning_rate" in given:
-        defaults = {"reference_batch_size": train["batch_size"], "warmup_steps": 0}
+        defaults = {"reference_batch_size": train["batch_size"], "warmup_steps": 0, "warmup_epochs": 0}
         if train.get("lr_schedule") == "cosine":
             defaults["lr_schedule"] = RECIPE_SCHEDULE.get(sections["MODEL"].get("name"), "constant")
         for key, value in defaults.items():
-            if key not in given and train[key] != value:
+            if key not in given and train.get(key, value) != value:
                 train[key] = value
                 kept.append(f"{key} {value}")
     if "epoch" in given and "min_steps" not in given and train["min_steps"]:

@@ -50,21 +50,24 @@ def scaled_learning_rate(train_cfg):
     return train_cfg["learning_rate"] * train_cfg.batch_size / reference
 
 
-def warmup_length(train_cfg, total_steps):
-    """Steps of linear warm-up: TRAIN.warmup_steps, at most a tenth of a run (a short run still
-    spends most of its steps at the full rate)."""
-    steps = train_cfg.get("warmup_steps") or 0
+def warmup_length(train_cfg, total_steps, steps_per_epoch=0):
+    """Steps of linear warm-up: the longer of TRAIN.warmup_steps and TRAIN.warmup_epochs, at most a
+    tenth of a run (a short run still spends most of its steps at the full rate)."""
+    steps = max(train_cfg.get("warmup_steps") or 0, (train_cfg.get("warmup_epochs") or 0) * steps_per_epoch)
     return min(steps, total_steps // 10) if total_steps else steps
 
 
-def learning_rate(train_cfg, epoch, examples_seen, total_steps=None):
+def learning_rate(train_cfg, epoch, examples_seen, total_steps=None, steps_per_epoch=0):
     """The learning rate for a step: a pure function of progress, so a resumed run follows it exactly.
-    total_steps (the planned run) sets the cosine's length and caps the warm-up."""
+    total_steps (the planned run) sets the cosine's length and caps the warm-up; steps_per_epoch
+    turns TRAIN.warmup_epochs into steps. The warm-up climbs linearly from TRAIN.warmup_start of the
+    rate (0: from near 0) to the full rate."""
     base, gamma = scaled_learning_rate(train_cfg), train_cfg.get("decay_gamma", 0.1)
     step = examples_seen // train_cfg.batch_size
-    warmup = warmup_length(train_cfg, total_steps)
+    warmup = warmup_length(train_cfg, total_steps, steps_per_epoch)
     if step < warmup:
-        base *= (step + 1) / (warmup + 1)
+        start = train_cfg.get("warmup_start") or 0.0
+        base *= start + (1 - start) * (step + 1) / (warmup + 1)
     schedule = train_cfg.get("lr_schedule", "constant")
     if schedule == "cosine":  # from the full rate after warm-up down to 0 at the last planned step
         if not total_steps:
@@ -290,7 +293,8 @@ class Trainer:
         dist.check_shared_dir(save_dir)  # several nodes: one folder for checkpoints and outputs
         self.amp = amp and self.device.startswith("gpu")
         if amp and not self.amp:
-            log.info("--amp needs a GPU: training in float32 on the CPU")
+            # Paddle's CPU kernels have no bfloat16 matmul (3.3.1), so there is nothing to cast to
+            log.info("--amp needs a GPU: Paddle has no bfloat16 matrix product on the CPU, training in float32")
 
     # ---- inference over a whole split, gathered from every process, in list order ----
     def infer(self, model, source):
@@ -367,7 +371,7 @@ class Trainer:
                             disable=not dist.is_main(), leave=False)
             started = time.perf_counter()
             for batch in progress:
-                rate = learning_rate(train_cfg, epoch, state["examples_seen"], total_steps)
+                rate = learning_rate(train_cfg, epoch, state["examples_seen"], total_steps, steps)
                 optimizer.set_lr(rate)
                 with paddle.amp.auto_cast(enable=self.amp):
                     loss = task.loss(task.forward(runner, batch), batch)
@@ -404,7 +408,7 @@ class Trainer:
         log.info("%d epochs of %d steps (%d steps); learning rate %.3g (TRAIN.learning_rate %g for a batch of %d, "
                  "x %d/%d), %s schedule, %d warm-up steps%s", epochs, steps, total, lr, train_cfg.learning_rate,
                  reference, train_cfg.batch_size, reference, train_cfg.get("lr_schedule", "constant"),
-                 warmup_length(train_cfg, total), "" if epochs == train_cfg.epoch else
+                 warmup_length(train_cfg, total, steps), "" if epochs == train_cfg.epoch else
                  f" (TRAIN.epoch {train_cfg.epoch} raised to reach TRAIN.min_steps {train_cfg.min_steps})")
         if train_cfg.get("patience") and not validated:
             log.info("no VALID.filelist: no early stopping (TRAIN.patience) and the last epoch is the best")

@@ -110,7 +110,8 @@ def feature_settings(cfg, settings, weights, backend, cache_dir=None):
 
 def backbone_settings(cfg):
     """The backbone's part of the record: its name only when not the default (so records made
-    before there was a choice stay valid), its depth (when it has one) and the clip of a shift backbone."""
+    before there was a choice stay valid), its depth (when it has one), the clip of a shift backbone
+    and PP-TSMv2's temporal attention when on (another network, whatever the weights)."""
     spec = backbones.get(cfg.MODEL, cfg.path)  # refuses an unknown backbone or depth
     recorded = {} if spec.name == backbones.DEFAULT else {"backbone": spec.name}
     if spec.depths:
@@ -118,6 +119,8 @@ def backbone_settings(cfg):
     clip = spec.clip_frames(cfg.MODEL)
     if clip:
         recorded["num_seg"] = int(clip)
+    if spec.name == "pptsmv2" and cfg.MODEL.get("temporal_attention", False):
+        recorded["temporal_attention"] = True
     return recorded
 
 

@@ -22,6 +22,8 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
+from .temporal_shift import temporal_shift
+
 # (blocks, depthwise kernel, reparameterised branches, squeeze-excitation, split pointwise, residual)
 STAGES = ((2, 3, False, False, False, False),
           (2, 3, False, False, False, False),
@@ -131,7 +133,7 @@ class PPTSMv2(nn.Layer):
             if index == SHIFT_BEFORE_STAGE:
                 if self.temporal_attention is not None:
                     x = self.temporal_attention(x)
-                x = F.temporal_shift(x, self.clip_frames, 1.0 / self.clip_frames)
+                x = temporal_shift(x, self.clip_frames)
             x = stage(x)
         x = F.relu(self.last_conv(F.adaptive_avg_pool2d(x, 1)))
         return paddle.flatten(self.dropout(x), 1)

@@ -191,8 +191,9 @@ class InferenceBackbone:
 
 
 # oneDNN fusions that crash Paddle 3.3 (SIGSEGV while the predictor is made) on a program with this
-# op: conv + batch norm + leaky_relu (PP-TSM) in the conv-activation fusion. Such a program runs
-# without that one fusion (same features, tested); any other keeps every fusion.
+# op: any conv followed by leaky_relu (PP-TSM), batch norm or not, in the conv-activation fusion.
+# Such a program runs without that one fusion (same features, tested); any other keeps every fusion.
+# leaky_relu written as maximum(x, 0.01 x) (the same values) escapes the crash but ran slower still.
 BROKEN_FUSIONS = {b"leaky_relu": "conv_activation_onednn_fuse_pass"}
 
 
@@ -285,12 +286,13 @@ def export_model(model, weights, image_size, cache_dir=None, precision="fp32"):
 
 
 def check_int8_backbone(model_cfg, where=None):
-    """Refuse int8 for a temporal-shift backbone: its calibration batches would have to be whole
-    clips in time order, which calibration does not make (fp32 and bf16 run it)."""
+    """Refuse int8 for PP-TSMv2: Paddle's post-training quantisation needs the older program format,
+    which Paddle 3 cannot write for a sigmoid (its squeeze-excitation). PP-TSM quantises like the
+    others, calibrated on whole clips."""
     section = model_section(model_cfg)
     spec = backbones.get(section)
-    if spec.clip_frames(section):
-        raise InputError(f"int8 is not supported for {spec.description} (a temporal-shift backbone): "
+    if spec.name == "pptsmv2" and int(paddle.__version__.split(".")[0]) >= 3:
+        raise InputError(f"int8 is not supported for {spec.description} on Paddle {paddle.__version__}: "
                          "use --precision fp32 or bf16", where)
 
 
@@ -315,8 +317,12 @@ def read_calibration(model_cfg, weights, image_size, cache_dir=None):
 def quantize_int8(model_cfg, weights, image_size, frames, cache_dir=None, sources=()):
     """Quantise the backbone (MODEL section or ResNet depth) to int8 with Paddle's post-training
     quantisation, its activation ranges measured on `frames` (normalised float32 [N, 3, S, S] from
-    the user's videos); cache it (replacing an older calibration) and return its record."""
+    the user's videos; whole clips in time order for a shift backbone); cache it (replacing an older
+    calibration) and return its record."""
     frames = np.ascontiguousarray(frames, dtype="float32")
+    clip = backbone_shape(model_cfg)[1]
+    if clip and len(frames) % clip:
+        raise ValueError(f"calibrating a shift backbone needs whole {clip}-frame clips, not {len(frames)} frames")
     folder = int8_folder(model_cfg, weights, image_size, cache_dir)
     os.makedirs(os.path.dirname(folder), exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".int8.", dir=os.path.dirname(folder))
@@ -345,18 +351,21 @@ def quantize_int8(model_cfg, weights, image_size, frames, cache_dir=None, source
 
 
 class CalibrationBatches(paddle.io.DataLoader):
-    """The calibration frames as the feeds PostTrainingQuantization runs. A DataLoader only because
-    Paddle 2.6 accepts nothing else (it calls it and takes len(); Paddle 3 takes any callable)."""
+    """The calibration frames as the feeds PostTrainingQuantization runs: CALIBRATION_BATCH frames,
+    or whole clips of a shift backbone (the frames come in clips, in time order). A DataLoader only
+    because Paddle 2.6 accepts nothing else (it calls it and takes len(); Paddle 3 takes any callable)."""
 
-    def __init__(self, frames):  # noqa: the DataLoader machinery is not needed
+    def __init__(self, frames, clip_frames=0):  # noqa: the DataLoader machinery is not needed
         self.frames = frames
+        self.batch = max(clip_frames, CALIBRATION_BATCH // clip_frames * clip_frames) if clip_frames else \
+            CALIBRATION_BATCH
 
     def __len__(self):
-        return -(-len(self.frames) // CALIBRATION_BATCH)
+        return -(-len(self.frames) // self.batch)
 
     def __call__(self):
-        for start in range(0, len(self.frames), CALIBRATION_BATCH):
-            yield {INPUT_NAME: self.frames[start:start + CALIBRATION_BATCH]}
+        for start in range(0, len(self.frames), self.batch):
+            yield {INPUT_NAME: self.frames[start:start + self.batch]}
 
 
 def _quantize_here(folder, model_cfg, weights, image_size):
@@ -367,7 +376,7 @@ def _quantize_here(folder, model_cfg, weights, image_size):
                            image_size)
     frames = np.load(os.path.join(folder, CALIBRATION_FRAMES))
     paddle.enable_static()
-    batches = CalibrationBatches(frames)
+    batches = CalibrationBatches(frames, backbone_shape(model_cfg)[1])
     quantizer = PostTrainingQuantization(
         executor=paddle.static.Executor(paddle.CPUPlace()), model_dir=os.path.join(folder, "fp32"),
         model_filename="backbone.pdmodel", params_filename="backbone.pdiparams", data_loader=batches,

@@ -8,7 +8,7 @@ What differs from resnet.py (v1), as PaddleVideo's ResNetTweaksTSN / ResNetTweak
 PP-TSM (`temporal_shift=True`) also
 - shifts, at the input of every bottleneck's residual branch (the shortcut sees the unshifted
   input), 1/clip_frames of the channels one frame forward and as many one frame back, within each
-  clip of `clip_frames` consecutive images (zeros at the clip's ends);
+  clip of `clip_frames` consecutive images (zeros at the clip's ends; extractor/temporal_shift.py);
 - uses leaky ReLU (slope 0.01) wherever PP-TSN uses ReLU.
 
 `ResNetVd(depth, temporal_shift, clip_frames)(images)` returns the global-average-pooled features
@@ -18,10 +18,10 @@ Parameter names (our scheme): stem.<i>.conv.weight, stem.<i>.bn.{weight,bias,_me
 stages.<s>.<b>.{conv1,conv2,conv3,shortcut}.{conv,bn}.*
 """
 import paddle
-import paddle.nn.functional as F
 from paddle import nn
 
 from .resnet import BLOCKS_PER_STAGE as _ALL_DEPTHS, EXPANSION, STAGE_WIDTHS
+from .temporal_shift import temporal_shift
 
 BLOCKS_PER_STAGE = {depth: _ALL_DEPTHS[depth] for depth in (50, 101)}
 FEATURE_DIM = STAGE_WIDTHS[-1] * EXPANSION
@@ -63,7 +63,7 @@ class Bottleneck(nn.Layer):
     def forward(self, x):
         y = x
         if self.shift_frames:
-            y = F.temporal_shift(y, self.shift_frames, 1.0 / self.shift_frames)
+            y = temporal_shift(y, self.shift_frames)
         y = self.act(self.conv1(y))
         y = self.act(self.conv2(y))
         y = self.conv3(y)

@@ -13,11 +13,13 @@ import predict as predict_cli
 from core.config import load_config
 from extractor import cli as extractor_cli
 from extractor.pipeline import InferSettings, clip_order, iter_video_features
-from extractor.predictor import DygraphBackbone, build_model, create_backbone
+from extractor.predictor import (CPU_FLAGS_NEEDED, CalibrationBatches, DygraphBackbone, build_model, cpu_flags,
+                                 create_backbone)
 from extractor.sampling import normalize
 from extractor.stores import write_settings
 from extractor.video import read_sampled_crops
-from videotag import export as export_cli
+from extractor.videos import find_videos
+from videotag import calibrate, export as export_cli
 from videotag.models import build_head, default_config_path
 from videos import write_video
 
@@ -123,9 +125,14 @@ def test_extraction_records_the_backbone_and_another_one_extracts_again(videos, 
     # The same settings again: nothing to do.
     assert extractor_cli.extract(extract_args(videos, save_dir, f"MODEL.backbone={SHIFT_V2}")) == 0
     assert "3 videos: 3 already done, 0 to extract" in caplog.text
+    # PP-TSMv2 with its temporal attention is another network: extracted again, and recorded.
+    assert extractor_cli.extract(extract_args(videos, save_dir, f"MODEL.backbone={SHIFT_V2}",
+                                              "MODEL.temporal_attention=true")) == 0
+    assert "settings changed (temporal_attention)" in caplog.text
+    assert json.loads((save_dir / "extraction.json").read_text())["temporal_attention"] is True
     # Another backbone: its features replace the old ones.
     assert extractor_cli.extract(extract_args(videos, save_dir, "MODEL.backbone=resnet_tsn")) == 0
-    assert "settings changed (backbone, depth, num_seg)" in caplog.text
+    assert "settings changed (backbone, depth, num_seg, temporal_attention)" in caplog.text
     assert all(np.load(p).shape == (SEG_NUM, 2048) for p in features)
     record = json.loads((save_dir / "extraction.json").read_text())
     assert "backbone" not in record and "num_seg" not in record and record["depth"] == 50
@@ -149,19 +156,54 @@ def test_a_record_without_a_backbone_is_resnet_tsn(videos, tmp_path, caplog):
     assert "settings changed (backbone, num_seg)" in caplog.text
 
 
-def test_pptsm_runs_through_paddle_inference_like_dygraph(tmp_path):
-    """PP-TSM's leaky ReLU crashes one oneDNN fusion of Paddle 3.3 (the predictor leaves it out)."""
-    model = active(build_model(section(SHIFT_TSM)))
-    exported = create_backbone(model=model, image_size=32, cache_dir=str(tmp_path), max_batch=8)
+HAS_BF16 = bool(cpu_flags() & set(CPU_FLAGS_NEEDED["bf16"]))
+HAS_INT8 = bool(cpu_flags() & set(CPU_FLAGS_NEEDED["int8"]))
+
+
+@pytest.mark.parametrize("name, precision", [(SHIFT_TSM, "fp32"), (SHIFT_TSM, "bf16"), (SHIFT_V2, "bf16")])
+def test_shift_backbones_run_through_paddle_inference_like_dygraph(name, precision, tmp_path):
+    """PP-TSM's leaky ReLU crashes one oneDNN fusion of Paddle 3.3 (the predictor leaves it out);
+    the shift (extractor/temporal_shift.py) runs in oneDNN's fp32 and bf16 kernels."""
+    if precision == "bf16" and not HAS_BF16:
+        pytest.skip("this CPU has no bf16 instructions (avx512_bf16 / amx_bf16)")
+    model = active(build_model(section(name)))
+    exported = create_backbone(model=model, image_size=32, cache_dir=str(tmp_path), max_batch=8, precision=precision)
     assert exported.backend == "inference" and exported.clip_frames == CLIP
     images = np.random.default_rng(0).standard_normal((2 * CLIP, 3, 32, 32)).astype("float32")
     expected = DygraphBackbone(model)(images)
-    np.testing.assert_allclose(exported(images), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    got = exported(images)
+    if precision == "fp32":
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    else:  # bf16 keeps 8 bits of mantissa: close in direction, not in every digit
+        cosine = (got * expected).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(expected, axis=1)
+        assert cosine.min() > 0.99 and not np.array_equal(got, expected)
 
 
-def test_int8_is_refused_for_a_shift_backbone_in_one_line(tmp_path):
-    with pytest.raises(extractor_cli.InputError, match=r"int8 is not supported for PP-TSM .*: use --precision fp32"):
-        create_backbone(section(SHIFT_TSM), None, 64, cache_dir=str(tmp_path), precision="int8")
+@pytest.mark.skipif(int(paddle.__version__.split(".")[0]) < 3, reason="Paddle 2.6 quantises PP-TSMv2")
+def test_int8_is_refused_for_pptsmv2_in_one_line(tmp_path):
+    with pytest.raises(extractor_cli.InputError, match=r"int8 is not supported for PP-TSMv2 .*: use --precision fp32"):
+        create_backbone(section(SHIFT_V2), None, 64, cache_dir=str(tmp_path), precision="int8")
+
+
+def test_calibration_frames_of_a_shift_backbone_are_whole_clips_in_extraction_order(videos):
+    settings = InferSettings(seg_num=SEG_NUM, short_size=64, target_size=64)
+    frames, sources = calibrate.calibration_frames(find_videos(str(videos["folder"])), 7, settings, CLIP)
+    assert len(frames) == 8 and len(sources) == 2  # 7 rounded up to 2 clips, one from each of two videos
+    crops, _ = read_sampled_crops(sources[0], CLIP, 64, 64)
+    np.testing.assert_array_equal(frames[:CLIP], normalize(crops))
+    # batches of whole clips
+    assert [len(b["images"]) for b in CalibrationBatches(np.zeros((12, 1)), 3)()] == [6, 6]
+
+
+@pytest.mark.skipif(not HAS_INT8, reason="this CPU has no int8 dot-product instructions (VNNI / AMX)")
+def test_pptsm_calibrates_to_int8_on_whole_clips_close_to_fp32(videos, tmp_path, capsys):
+    weights = tmp_path / "pptsm.pdparams"
+    paddle.save(active(build_model(section(SHIFT_TSM))).state_dict(), str(weights))
+    argv = ["--video_path", str(videos["folder"]), "--frames", "8", "--check_videos", "2", "--extractor_weights",
+            str(weights), "--cache_dir", str(tmp_path / "cache")]
+    argv += [a for item in TINY + [f"MODEL.backbone={SHIFT_TSM}"] for a in ("--extractor_override", item)]
+    report = calibrate.calibrate(calibrate.parse_args(argv))
+    assert report["frames"] == 2 * SEG_NUM and 0.9 < report["cosine_min"] < 1.0
 
 
 def test_export_and_inference_dir_tag_like_dygraph(videos, tmp_path):

@@ -19,6 +19,7 @@ from core.errors import InputError
 from extractor import backbones, pp_weights
 from extractor.pptsm_v2 import PPTSMv2
 from extractor.resnet_vd import ResNetVd
+from extractor.temporal_shift import temporal_shift
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "paddlevideo"
 REPORT = json.loads((FIXTURES / "nets.json").read_text())
@@ -174,3 +175,11 @@ def test_registry_refuses_unknown_backbones_and_depths():
 def test_registry_sizes():
     assert [backbones.get(MODEL[n]).clip_frames(MODEL[n]) for n in MODEL] == [0, 8, 8, 8, 16]
     assert [backbones.get(MODEL[n]).feature_dim(MODEL[n]) for n in MODEL] == [2048, 2048, 2048, 1280, 1280]
+
+
+@pytest.mark.parametrize("clip_frames, channels", [(8, 64), (16, 256), (3, 10), (4, 7)])
+def test_our_temporal_shift_is_paddles_op_bit_for_bit(clip_frames, channels):
+    x = paddle.to_tensor(np.random.default_rng(clip_frames).standard_normal((2 * clip_frames, channels, 3, 2)),
+                         dtype="float32")
+    expected = paddle.nn.functional.temporal_shift(x, clip_frames, 1.0 / clip_frames).numpy()
+    assert np.array_equal(temporal_shift(x, clip_frames).numpy(), expected)

@@ -9,8 +9,9 @@ import pytest
 
 import train as train_cli
 from bench import order_tasks
-from core.config import load_config
-from core.trainer import learning_rate, planned_epochs, scaled_learning_rate
+from core.config import CONFIG_DIR, load_config
+from core.errors import InputError
+from core.trainer import learning_rate, planned_epochs, scaled_learning_rate, warmup_length
 from features import write_feature_dataset
 from sequence.data import FeatureListSource
 from videotag.models import default_config_path
@@ -89,6 +90,45 @@ def test_the_rate_scales_with_the_batch_warms_up_and_decays():
     assert learning_rate(train, 0, 10 * 128, 100) == pytest.approx(scaled_learning_rate(train))
 
 
+@pytest.mark.parametrize("recipe, epochs, warmup", [("pptsm.yaml", 80, 40), ("pptsmv2.yaml", 120, 50)])
+def test_pp_recipes_warm_up_ten_epochs_from_half_the_rate(recipe, epochs, warmup):
+    """PaddleVideo's: 10 epochs from half the rate (capped at a tenth of the run: 80 epochs warm up 8)."""
+    train = load_config(os.path.join(CONFIG_DIR, recipe)).TRAIN
+    assert (train.epoch, train.warmup_epochs, train.warmup_start, train.warmup_steps) == (epochs, 10, 0.5, 0)
+    base, per_epoch = scaled_learning_rate(train), 5
+    total = epochs * per_epoch
+    assert warmup_length(train, total, per_epoch) == warmup
+
+    def rate(step):
+        return learning_rate(train, 0, step * train.batch_size, total, per_epoch)
+    for step in (0, 7, warmup - 1):
+        assert rate(step) == pytest.approx(base * (0.5 + 0.5 * (step + 1) / (warmup + 1)), rel=1e-12)
+    assert rate(warmup) == pytest.approx(base, rel=1e-12)  # then the cosine from the full rate
+    assert rate(total - 1) < 0.001 * base
+
+
+def test_warmup_epochs_and_start_default_to_todays_schedule():
+    train = load_config(LSTM_REF).TRAIN
+    assert (train.warmup_epochs, train.warmup_start) == (0, 0.0)
+    plain = dict(train)
+    del plain["warmup_epochs"], plain["warmup_start"]
+    plain = type(train)(plain)
+    for step in (0, 50, 99, 100, 500):
+        assert learning_rate(train, 0, step * train.batch_size, 1000, 40) == \
+            learning_rate(plain, 0, step * train.batch_size, 1000)
+    # the longer of warmup_steps (100) and warmup_epochs, capped at a tenth of the run
+    longer = load_config(LSTM_REF, ["TRAIN.warmup_epochs=3"]).TRAIN
+    assert [warmup_length(longer, 10000, n) for n in (10, 40, 400)] == [100, 120, 1000]
+
+
+@pytest.mark.parametrize("override, message", [("TRAIN.warmup_start=1.5", "TRAIN.warmup_start .* at most 1"),
+                                               ("TRAIN.warmup_epochs=-1", "TRAIN.warmup_epochs must be at least 0"),
+                                               ("TRAIN.warmup_epochs=0.5", "TRAIN.warmup_epochs must be an integer")])
+def test_warmup_keys_out_of_range_are_refused(override, message):
+    with pytest.raises(InputError, match=message):
+        load_config(LSTM_REF, [override])
+
+
 def test_a_config_that_names_its_rate_keeps_its_recipe(tmp_path):
     """VideoTag's yaml: its learning rate was for its own batch, on its piecewise schedule, no warm-up,
     exactly its epochs."""
@@ -99,6 +139,8 @@ def test_a_config_that_names_its_rate_keeps_its_recipe(tmp_path):
     mine = load_config(LSTM_REF, ["TRAIN.learning_rate=0.002", "TRAIN.reference_batch_size=64",
                                   "TRAIN.lr_schedule=cosine"]).TRAIN
     assert (mine.reference_batch_size, mine.lr_schedule, mine.min_steps) == (64, "cosine", 1000)
+    pp = load_config(os.path.join(CONFIG_DIR, "pptsm.yaml"), ["TRAIN.learning_rate=0.02"]).TRAIN
+    assert (pp.warmup_epochs, pp.lr_schedule, pp.reference_batch_size) == (0, "cosine", pp.batch_size)
 
 
 def padded_frames(source, **kwargs):

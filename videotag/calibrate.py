@@ -4,7 +4,7 @@
         [--model AttentionLSTM --weights head.pdparams]
 
 int8 (the default): --frames frames sampled evenly from the library calibrate Paddle's post-training
-quantisation (frame-independent backbones only: a temporal-shift one, PP-TSM or PP-TSMv2, is refused);
+quantisation (a temporal-shift backbone's in whole clips; PP-TSMv2 is refused on Paddle 3);
 the int8 backbone is cached by backbone, weights, crop size, paddle version and precision, where
 extract and tag (--precision int8) find it. Then, for both int8 and bf16, --check_videos videos go
 through fp32 and the reduced precision and it prints the features' cosine similarity (mean, min),
@@ -22,9 +22,9 @@ from core.config import load_config
 from core.errors import InputError, exit_on_input_error
 from core.log import log, setup as setup_logging
 from extractor.cli import DEFAULT_CONFIG, check_settings
-from extractor.pipeline import InferSettings, backbone_from_config, clip_batch_size, iter_video_features
-from extractor.predictor import (check_int8_backbone, check_precision, inference_device, quantize_int8,
-                                read_calibration)
+from extractor.pipeline import InferSettings, backbone_from_config, clip_batch_size, clip_order, iter_video_features
+from extractor.predictor import (backbone_shape, check_int8_backbone, check_precision, inference_device,
+                                quantize_int8, read_calibration)
 from extractor.sampling import normalize
 from extractor.video import VideoError, read_sampled_crops
 from extractor.videos import listed_videos
@@ -63,10 +63,13 @@ def spread(items, count):
     return [items[int(i)] for i in np.linspace(0, len(items) - 1, count).round()]
 
 
-def calibration_frames(videos, count, settings):
-    """`count` normalised frames: segment middles of videos spread over the library."""
-    chosen = spread(videos, count)
-    per_video = math.ceil(count / len(chosen))
+def calibration_frames(videos, count, settings, clip_frames=0):
+    """`count` normalised frames: segment middles of videos spread over the library. For a shift
+    backbone, whole clips (count rounded up to them) in the order extraction runs them."""
+    clip = clip_frames or 1
+    count = -(-count // clip) * clip
+    chosen = spread(videos, count // clip)
+    per_video = math.ceil(count / len(chosen) / clip) * clip
     crops, sources = [], []
     for video in chosen:
         try:
@@ -75,7 +78,7 @@ def calibration_frames(videos, count, settings):
         except VideoError as err:
             log.warning("calibration skips %s: %s", video.path, err.reason)
             continue
-        crops.append(frames)
+        crops.append(frames[clip_order(len(frames), clip_frames)[0]] if clip_frames else frames)
         sources.append(video.path)
     if not crops:
         raise InputError("no video of the library could be decoded for calibration")
@@ -199,7 +202,7 @@ def calibrate(args):
         if args.check:
             read_calibration(cfg.MODEL, args.extractor_weights, settings.target_size, args.cache_dir)  # or refuses
         else:
-            frames, sources = calibration_frames(videos, args.frames, settings)
+            frames, sources = calibration_frames(videos, args.frames, settings, backbone_shape(cfg.MODEL)[1])
             quantize_int8(cfg.MODEL, args.extractor_weights, settings.target_size, frames, args.cache_dir, sources)
     report = compare(spread(videos, args.check_videos), cfg, settings, args, precision)
     print_report(report, settings)
