@@ -14,6 +14,7 @@ against the list file's folder. The path names one of:
                    holding one dataset per feature name.
 """
 import os
+import threading
 from dataclasses import dataclass, field
 
 import h5py
@@ -22,6 +23,12 @@ import numpy as np
 from core.errors import InputError
 from core.lists import batch_count, epoch_order, list_entries, list_shares, order_shares, read_ahead, resolve
 from core.log import log
+
+# np.load parses each array's header with ast.literal_eval, which CPython 3.11.0-3.11.7 and 3.12.0
+# cannot run in two threads at once ("SystemError: AST constructor recursion depth mismatch",
+# fixed in 3.11.8 / 3.12.1); feature files are read in threads (read_ahead), so .npy/.npz reads
+# take turns here. Reading one video's features is a millisecond: the threads still overlap compute.
+NUMPY_READ = threading.Lock()
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
 
@@ -88,7 +95,7 @@ def read_arrays(video, feature_names):
         if video.path.endswith(HDF5_SUFFIXES):
             return _load_hdf5(video, feature_names)
         if video.path.endswith(".npz"):
-            with np.load(video.path) as store:
+            with NUMPY_READ, np.load(video.path) as store:
                 missing = [n for n in feature_names if n not in store]
                 if missing:
                     raise fail(f"has no array named {missing[0]} (it has {', '.join(store.files)})")
@@ -96,7 +103,8 @@ def read_arrays(video, feature_names):
         if len(feature_names) > 1:
             raise fail(f"a .npy holds one feature but the config asks for {', '.join(feature_names)}; "
                        "use an .npz with one array per feature")
-        return [np.load(video.path, allow_pickle=False)]
+        with NUMPY_READ:
+            return [np.load(video.path, allow_pickle=False)]
     except InputError:
         raise
     except Exception as err:  # unreadable or corrupt file
@@ -157,10 +165,11 @@ def frame_count(video):
         with h5py.File(video.path, "r") as store:
             node = store[video.key]
             return (node if isinstance(node, h5py.Dataset) else node[next(iter(node))]).shape[0]
-    if video.path.endswith(".npz"):
-        with np.load(video.path) as store:
-            return store[store.files[0]].shape[0]
-    return np.load(video.path, mmap_mode="r").shape[0]
+    with NUMPY_READ:
+        if video.path.endswith(".npz"):
+            with np.load(video.path) as store:
+                return store[store.files[0]].shape[0]
+        return np.load(video.path, mmap_mode="r").shape[0]
 
 
 def bucketed(order, lengths, batch_size, pool_batches, rng):
