@@ -13,13 +13,17 @@
 
     .venv/bin/python bench/extraction.py [--quick] [--json out.json]
     .venv/bin/python bench/extraction.py --precision [--rounds 5]
-    .venv/bin/python bench/extraction.py --sampling [--rounds 3] [--clip gop250.mp4]
+    .venv/bin/python bench/extraction.py --sampling [--rounds 3] [--minutes 10] [--seg_num 8 32] [--clip gop250.mp4]
+    .venv/bin/python bench/extraction.py --end_to_end [--rounds 3] [--infer_sampling keyframe] [--infer_resize decoder]
 
 --precision measures only INFER.precision: fp32, bf16 and int8 (calibrated on half of 64 frames
 decoded from the 720p clip, compared on the other half) in interleaved rounds; per precision the
 median img/s, img per CPU-second and ratio to fp32 within each round, and the features' cosine to fp32.
 --sampling measures only INFER.sampling (uniform against keyframe) on a 1080p 60 s clip with a
-keyframe every 250 frames (made with ffmpeg/libx264 once, or --clip), at seg_num 8, 32 and 300.
+keyframe every 250 frames (made with ffmpeg/libx264 once, or --clip; --minutes 10: a 10-minute
+one), at seg_num 8, 32 and 300, also with the decoder-scaled resize (INFER.resize: decoder).
+--end_to_end measures (2) in fp32 and bf16: the extractor on 4 x 360p 10 s at seg_num 32 against
+its backbone on the same 4 batches of 32 in memory, in interleaved rounds.
 
 Weights are random (the speed does not depend on them); 224 crop, short side 256. Clips are
 generated once into bench/.cache. --quick uses seg_num 64 instead of 300 on the 360p clip.
@@ -62,9 +66,9 @@ def images_per_second(backbone, batch, calls):
     return common.rate(lambda: [backbone(x) for _ in range(calls)], batch * calls)
 
 
-def ours(backbone, paths, seg_num):
+def ours(backbone, paths, seg_num, **settings):
     settings = InferSettings(seg_num=seg_num, short_size=SHORT, target_size=CROP, batch_size=BATCH,
-                             num_workers=2)
+                             num_workers=2, **settings)
     started = time.perf_counter()
     frames = 0
     for result in iter_video_features(paths, settings, backbone):
@@ -73,11 +77,11 @@ def ours(backbone, paths, seg_num):
     return frames / (time.perf_counter() - started)
 
 
-def decode_only(paths, seg_num):
+def decode_only(paths, seg_num, **settings):
     """frames/s of the pipeline's reading part alone (one thread): decord, resize/crop, normalise."""
     started = time.perf_counter()
     for path in paths:
-        crops, _ = read_sampled_crops(path, seg_num, SHORT, CROP)
+        crops, _ = read_sampled_crops(path, seg_num, SHORT, CROP, **settings)
         normalize(crops)
     return seg_num * len(paths) / (time.perf_counter() - started)
 
@@ -211,44 +215,106 @@ def precisions(rounds, weights=None):
           f"{rounds} interleaved rounds, medians; {common.load()} at the end (a shared machine)")
 
 
-def gop_clip():
-    """1080p, 60 s, 30 fps, H.264 with a keyframe every 250 frames (a common encoder default)."""
-    path = os.path.join(common.CACHE, "1080p_60s_gop250.mp4")
+def gop_clip(minutes=1):
+    """1080p, `minutes` long, 30 fps, H.264 with a keyframe every 250 frames (a common encoder default).
+    Encoded, not joined from the 1-minute clip: decord's seeks go wrong in a stream-copied join."""
+    name = "1080p_60s_gop250.mp4" if minutes == 1 else f"1080p_{minutes}min_gop250.mp4"
+    path = os.path.join(common.CACHE, name)
     if not os.path.exists(path):
         os.makedirs(common.CACHE, exist_ok=True)
         subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi",
-                        "-i", "testsrc2=size=1920x1080:rate=30:duration=60",
+                        "-i", f"testsrc2=size=1920x1080:rate=30:duration={60 * minutes}",
                         "-c:v", "libx264", "-preset", "veryfast", "-g", "250", "-keyint_min", "250",
                         "-sc_threshold", "0", "-pix_fmt", "yuv420p", path + ".tmp.mp4"], check=True)
         os.replace(path + ".tmp.mp4", path)
     return path
 
 
-def sampling_modes(rounds, clip_path):
+# (label, INFER.sampling, INFER.resize) of --sampling: the decoder-scaled resize is opt-in.
+SAMPLING_CASES = (("uniform", "uniform", "videotag"), ("keyframe", "keyframe", "videotag"),
+                  ("keyframe + decoder resize", "keyframe", "decoder"))
+
+
+def sampling_modes(rounds, clip_path, seg_nums=(8, 32, 300)):
     """Decoding (decord, resize, crop) frames/s of uniform against keyframe sampling, interleaved."""
     clip_path = clip_path or gop_clip()
     print(f"# {common.machine()}; {common.load()} at start; clip {clip_path}", flush=True)
     rows = []
-    for seg in (8, 32, 300):
-        speeds = {"uniform": [], "keyframe": []}
+    for seg in seg_nums:
+        speeds = {label: [] for label, _, _ in SAMPLING_CASES}
         for _ in range(rounds):
-            for mode in speeds:
+            for label, sampling, resize in SAMPLING_CASES:
                 started = time.perf_counter(), time.process_time()
-                _, info = read_sampled_crops(clip_path, seg, SHORT, CROP, sampling=mode)
+                _, info = read_sampled_crops(clip_path, seg, SHORT, CROP, resize, sampling=sampling)
                 wall, cpu = time.perf_counter() - started[0], time.process_time() - started[1]
-                speeds[mode].append((seg / wall, seg / cpu, info["indices"]))
+                speeds[label].append((seg / wall, seg / cpu, info["indices"]))
         middles = np.array(speeds["uniform"][0][2])
-        for mode, runs in speeds.items():
+        for label, runs in speeds.items():
             indices = np.array(runs[0][2])
             ratio = np.median([r[0] / u[0] for r, u in zip(runs, speeds["uniform"])])
-            rows.append([seg, mode, f"{np.median([r[0] for r in runs]):.1f}", f"{np.median([r[1] for r in runs]):.1f}",
-                         f"{ratio:.1f}x", len(set(indices.tolist())), f"{np.abs(indices - middles).mean():.0f}"])
+            cpu_ratio = np.median([r[1] / u[1] for r, u in zip(runs, speeds["uniform"])])
+            rows.append([seg, label, f"{np.median([r[0] for r in runs]):.1f}", f"{np.median([r[1] for r in runs]):.1f}",
+                         f"{ratio:.1f}x", f"{cpu_ratio:.1f}x", len(set(indices.tolist())),
+                         f"{np.abs(indices - middles).mean():.0f}"])
         print(f"# seg_num {seg} done; {common.load()}", flush=True)
     print()
     print(common.table(rows, ["seg_num", "sampling", "frames/s", "frames per CPU-s", "vs uniform (same round)",
-                              "distinct frames", "mean distance from middle (frames)"]))
+                              "per CPU-s vs uniform", "distinct frames", "mean distance from middle (frames)"]))
     print(f"\n{rounds} interleaved rounds, medians, one thread (read_sampled_crops: decord, resize, "
           f"{CROP} crop); {common.load()} at the end (a shared machine)")
+
+
+def end_to_end(rounds, videos=4, seg_num=32, sampling="uniform", resize="videotag"):
+    """The whole extractor (iter_video_features: decoding threads, resize/crop, normalise, network)
+    against its backbone alone on the same batches of inputs in memory, in fp32 and bf16, interleaved."""
+    reading = {"sampling": sampling, "resize": resize}
+    print(f"# {common.machine()}; paddle {paddle.__version__}; {common.load()} at start", flush=True)
+    paths = [common.clip("360p_10s")] * videos
+    frames = videos * seg_num
+    batches = [inputs(BATCH)] * (frames // BATCH)
+    assert frames % BATCH == 0, "whole batches: the limit runs the same shapes"
+    cache = tempfile.mkdtemp(prefix="export-", dir=common.CACHE)
+    model = build_model(101)
+    backbones = {}
+    for precision in PRECISIONS[:2]:
+        try:
+            check_precision(precision)
+        except InputError as err:
+            print(f"# {precision}: {err}", flush=True)
+            continue
+        backbones[precision] = create_backbone(model=model, image_size=CROP, cache_dir=cache, max_batch=BATCH,
+                                               precision=precision)
+        backbones[precision](batches[0])  # warm-up: kernels of the batch shape
+    speeds = {name: [] for name in backbones}
+    for round_ in range(rounds):
+        for name, backbone in backbones.items():
+            started = time.perf_counter(), time.process_time()
+            for x in batches:
+                backbone(x)
+            limit = (frames / (time.perf_counter() - started[0]), frames / (time.process_time() - started[1]))
+            started = time.perf_counter(), time.process_time()
+            ours(backbone, paths, seg_num, **reading)
+            whole = (frames / (time.perf_counter() - started[0]), frames / (time.process_time() - started[1]))
+            speeds[name].append((limit, whole))
+        print(f"# round {round_ + 1}: " + ", ".join(
+            f"{n} limit {s[-1][0][0]:.1f} ours {s[-1][1][0]:.1f} frames/s" for n, s in speeds.items())
+            + f"; {common.load()}", flush=True)
+    started = time.process_time()
+    decode = decode_only(paths[:1], seg_num, **reading)
+    decode_cpu = seg_num / (time.process_time() - started)
+    shutil.rmtree(cache, ignore_errors=True)
+    rows = []
+    for name, runs in speeds.items():
+        rows.append([name, f"{np.median([r[0][0] for r in runs]):.2f}", f"{np.median([r[1][0] for r in runs]):.2f}",
+                     f"{np.median([r[1][0] / r[0][0] for r in runs]):.2f}",
+                     " ".join(f"{r[1][0] / r[0][0]:.2f}" for r in runs),
+                     f"{np.median([r[0][1] for r in runs]):.2f} / {np.median([r[1][1] for r in runs]):.2f}"])
+    print()
+    print(common.table(rows, ["precision", "backbone limit img/s", "extractor frames/s", "extractor / limit",
+                              "per round", "per CPU-s: limit / extractor"]))
+    print(f"\nResNet-101, {videos} x 360p 10 s at seg_num {seg_num} ({frames} frames, batches of {BATCH}), "
+          f"sampling {sampling}, resize {resize}, num_workers 2; reading alone (one thread) {decode:.0f} "
+          f"frames/s, {decode_cpu:.0f} per CPU-s; {rounds} interleaved rounds, medians; {common.load()} at the end")
 
 
 def main():
@@ -261,6 +327,12 @@ def main():
     parser.add_argument("--no-onnx", action="store_true", help="skip onnxruntime")
     parser.add_argument("--precision", action="store_true", help="only INFER.precision: fp32, bf16, int8")
     parser.add_argument("--sampling", action="store_true", help="only INFER.sampling: uniform, keyframe")
+    parser.add_argument("--minutes", type=int, default=1, help="--sampling on a clip of this many minutes")
+    parser.add_argument("--seg_num", type=int, nargs="+", default=[8, 32, 300], help="seg_num values of --sampling")
+    parser.add_argument("--end_to_end", action="store_true", help="only the whole extractor against its "
+                        "backbone limit, fp32 and bf16")
+    parser.add_argument("--infer_sampling", default="uniform", help="INFER.sampling of --end_to_end")
+    parser.add_argument("--infer_resize", default="videotag", help="INFER.resize of --end_to_end")
     parser.add_argument("--extractor_weights", help="backbone weights for --precision (default: random, every "
                         "block active)")
     parser.add_argument("--clip", help="the video for --sampling (default: a 1080p GOP-250 clip made with ffmpeg)")
@@ -269,7 +341,9 @@ def main():
     if args.precision:
         return precisions(args.rounds, args.extractor_weights)
     if args.sampling:
-        return sampling_modes(args.rounds, args.clip)
+        return sampling_modes(args.rounds, args.clip or gop_clip(args.minutes), args.seg_num)
+    if args.end_to_end:
+        return end_to_end(args.rounds, sampling=args.infer_sampling, resize=args.infer_resize)
     seg_360 = 64 if args.quick else 300
     calls = 1 if args.quick else 2
     args.repeat = args.repeat or (2 if args.quick else 1)

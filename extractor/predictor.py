@@ -13,10 +13,12 @@ Precision (INFER.precision): fp32; bf16 (oneDNN bfloat16 kernels, or a GPU's, on
 exported program); int8 (a copy quantised by post-training quantisation on frames of the user's
 own videos: `bash run.sh calibrate`, see quantize_int8).
 """
+import contextlib
 import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -178,7 +180,8 @@ class InferenceBackbone:
                 config.enable_mkldnn_int8()  # turns the quantised program's fake-quant ops into int8 kernels
             config.set_cpu_math_library_num_threads(os.cpu_count() or 1)
         config.disable_glog_info()
-        self.predictor = paddle.inference.create_predictor(config)
+        with without_pass_reports(precision == "int8"):
+            self.predictor = paddle.inference.create_predictor(config)
         self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
         self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
 
@@ -188,6 +191,35 @@ class InferenceBackbone:
         self.input.copy_from_cpu(images)
         self.predictor.run()
         return self.output.copy_to_cpu()
+
+
+# What oneDNN's int8 passes print to stderr, unconditionally (no flag turns them off), while the
+# predictor is made: "---    squashed 6 dequantize-quantize pairs" and ~30 like it, in colour codes.
+PASS_REPORT = re.compile(rb"^(\x1b\[[0-9;]*m)?---\s+(quantized|squashed) \d+ [^\n]*$")
+
+
+@contextlib.contextmanager
+def without_pass_reports(active=True):
+    """Hold back the int8 passes' reports: stderr (the file descriptor, where C++ writes) goes to a
+    file while the block runs, then every other line is written back, so warnings and errors stay
+    (a crash that kills the process in the block would lose them: there has been none)."""
+    if not active:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            lines = held.read().splitlines(keepends=True)
+            kept = b"".join(line for line in lines if not PASS_REPORT.match(line.rstrip(b"\r\n")))
+            if kept:
+                os.write(2, kept)
 
 
 # oneDNN fusions that crash Paddle 3.3 (SIGSEGV while the predictor is made) on a program with this

@@ -15,7 +15,13 @@ from core.errors import InputError
 #                frame becomes portrait (256x341) where VideoTag makes it landscape.
 #   keep_aspect  the short side scaled to short_size, aspect ratio kept (cv2 bilinear, sides rounded
 #                half up as PaddleVideo's Scale with do_round: PP-TSN).
-RESIZE_MODES = ("videotag", "paddlevideo", "keep_aspect")
+#   decoder      videotag's size, but made by the decoder (FFmpeg's scaler, through decord) as it converts
+#                the frame to RGB: a 1080p frame costs about a third as much (no full-size RGB frame,
+#                no PIL resize), and pixels differ from videotag's by about 1 gray level on average
+#                (tens at sharp edges). Opt-in: heads trained on videotag features see slightly
+#                different input. Where the decoder does not scale (OpenCV's reading of a cut file,
+#                the training reader) frames are resized as videotag.
+RESIZE_MODES = ("videotag", "paddlevideo", "keep_aspect", "decoder")
 # INFER.sampling: which frame stands for a segment.
 #   uniform   its middle frame (VideoTag): a seek decodes from the keyframe before it, up to a
 #             whole group of pictures (250 frames between keyframes is common).

@@ -13,7 +13,7 @@ import cv2
 import decord
 import numpy as np
 
-from .sampling import crop_frames, nearest_keyframes, segment_middles
+from .sampling import crop_frames, nearest_keyframes, segment_middles, videotag_size
 
 DECODE_CHUNK = 16  # full-resolution frames held at once (about 100 MB at 1080p)
 # Frames a complete video may lack against its container's count (edit lists, a dropped last frame).
@@ -152,15 +152,34 @@ def announced_frames(path):
         capture.release()
 
 
-def open_reader(path):
+def decoder_size(path, short_size):
+    """(width, height) for the decoder to scale frames to (resize "decoder": VideoTag's 4:3 size), or
+    (-1, -1), full size, when they need no resize or OpenCV cannot tell their size. OpenCV and decord
+    both give the displayed size (a rotated phone video's portrait frame)."""
+    capture = cv2.VideoCapture(path)
+    try:
+        width, height = (int(capture.get(prop)) for prop in (cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT))
+    finally:
+        capture.release()
+    if width <= 0 or height <= 0:
+        return -1, -1
+    return videotag_size(width, height, short_size) or (-1, -1)
+
+
+def open_reader(path, scale_short_side=None):
+    """A decord reader of `path`; with `scale_short_side`, one whose decoder scales frames to
+    VideoTag's 4:3 size for that short side (resize "decoder")."""
     reason = missing_file_reason(path)
     if reason:
         raise VideoError(reason)
     reason = unopenable_reason(path)
     if reason:
         raise VideoError(reason)
+    width, height = decoder_size(path, scale_short_side) if scale_short_side else (-1, -1)
     try:
-        return decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+        # One decoder thread: a sampled frame is one seek and a few frames, which FFmpeg's frame
+        # threads cannot share out (measured: 2 threads, no faster per frame); videos decode in parallel instead.
+        return decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1, width=width, height=height)
     except Exception as err:  # decord raises its own DECORDError and RuntimeErrors
         raise open_failure(path, err) from None
 
@@ -213,7 +232,7 @@ def read_sampled_crops(path, seg_num, short_size, target_size, resize="videotag"
     info: source path, fps, frame_count, the sampled frame indices, their start times in seconds
     (`times`, from the container: right for variable frame rates) and `duration` in seconds.
     resize: see sampling.RESIZE_MODES. `accept_partial`: use what a cut file holds instead of failing it."""
-    reader = open_reader(path)
+    reader = open_reader(path, short_size if resize == "decoder" else None)
     frame_count = len(reader)
     if frame_count == 0:
         raise VideoError("video has no frames")
