@@ -8,7 +8,6 @@ import pathlib
 import subprocess
 import sys
 
-import cv2
 import numpy as np
 import paddle
 import pytest
@@ -16,6 +15,7 @@ import yaml
 
 import paddlevideo_weights
 import train as train_cli
+from videos import write_coloured_video
 from core.config import CONFIG_DIR, load_config
 from core.errors import InputError
 from extractor import backbones
@@ -29,16 +29,6 @@ FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "paddlevideo"
 RECIPES = {"PPTSM": "pptsm.yaml", "PPTSN": "pptsn.yaml", "PPTSMv2": "pptsmv2.yaml"}
 
 
-def write_coloured_video(path, colour, seed, num_frames=10, size=(64, 48)):
-    """A noisy frame of one colour, brightness drifting over time (the class is its colour)."""
-    rng = np.random.default_rng(seed)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, size)
-    for t in range(num_frames):
-        frame = np.array(colour, np.float32) * (0.8 + 0.02 * t) + rng.normal(0, 8, (size[1], size[0], 3))
-        writer.write(cv2.cvtColor(frame.clip(0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR))
-    writer.release()
-
-
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory):
     """4 videos of 2 classes, listed with paths relative to the list."""
@@ -46,7 +36,7 @@ def videos(tmp_path_factory):
     os.makedirs(folder / "clips")
     lines = []
     for i in range(4):
-        write_coloured_video(folder / "clips" / f"v{i}.mp4", COLOURS[i % 2], seed=i)
+        write_coloured_video(folder / "clips" / f"v{i}.mp4", COLOURS[i % 2], seed=i, num_frames=10, size=(64, 48))
         lines.append(f"clips/v{i}.mp4 {i % 2}")
     (folder / "train.list").write_text("\n".join(lines) + "\n")
     return folder

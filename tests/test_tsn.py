@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-import cv2
 import numpy as np
 import paddle
 import pytest
@@ -18,19 +17,10 @@ from extractor.sampling import normalize
 from extractor.tsn import TSN
 from extractor.tsn_data import VideoListSource
 from launch import launch_two
+from videos import write_coloured_video
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLOURS = [(220, 30, 30), (30, 40, 220)]  # class 0 red, class 1 blue
-
-
-def write_coloured_video(path, colour, seed, num_frames=8, size=(40, 32)):
-    """A noisy frame of one colour, brightness drifting over time."""
-    rng = np.random.default_rng(seed)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, size)
-    for t in range(num_frames):
-        frame = np.array(colour, np.float32) * (0.8 + 0.02 * t) + rng.normal(0, 8, (size[1], size[0], 3))
-        writer.write(cv2.cvtColor(frame.clip(0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR))
-    writer.release()
 
 
 @pytest.fixture(scope="module")

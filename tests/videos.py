@@ -26,3 +26,14 @@ def write_video(path, num_frames=12, height=48, width=64, fps=10.0, seed=0):
         writer.write(cv2.cvtColor(frame_pattern(index, height, width, seed), cv2.COLOR_RGB2BGR))
     writer.release()
     return path
+
+
+def write_coloured_video(path, colour, seed, num_frames=8, size=(40, 32)):
+    """A noisy frame of one RGB colour, brightness drifting over time (classification tests: the
+    class is the colour)."""
+    rng = np.random.default_rng(seed)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, size)
+    for t in range(num_frames):
+        frame = np.array(colour, np.float32) * (0.8 + 0.02 * t) + rng.normal(0, 8, (size[1], size[0], 3))
+        writer.write(cv2.cvtColor(frame.clip(0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR))
+    writer.release()
