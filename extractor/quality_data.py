@@ -26,7 +26,7 @@ from core.lists import ScoredEntry, batch_count, list_shares, read_ahead, scored
 
 from .sampling import center_crop, normalize, resize_short_side, segment_middles
 from .tsn_data import random_segment_frames
-from .video import first_line
+from .video import first_line, read_frames
 
 INPUTS = ("crop", "whole")
 FRAME_NAME = "{:08}.jpg"  # PaddleVideo's frame files in a four-column list's frames_dir (its `suffix`)
@@ -147,7 +147,7 @@ class QualityListSource:
             decoded = [np.asarray(Image.open(os.path.join(video.frames_dir, FRAME_NAME.format(i + 1))).convert("RGB"))
                        for i in distinct]
         else:
-            decoded = reader.get_batch(distinct).asnumpy()
+            decoded = read_frames(reader, distinct, video.path)
         frames = dict(zip(distinct, decoded))
         return np.stack([frames[i] for i in indices])
 

@@ -29,7 +29,7 @@ from core.errors import InputError
 from core.lists import batch_count, list_entries, list_shares, read_ahead, resolve
 
 from .sampling import check_resize_mode, crop_frames, normalize, resize, segment_middles
-from .video import first_line
+from .video import first_line, read_frames
 
 
 @dataclass
@@ -188,7 +188,7 @@ class VideoListSource:
             else:
                 indices = random_segment_frames(num_frames, self.seg_num, rng)
             distinct = sorted(set(indices))  # decode each frame once, seeking only forward
-            frames = dict(zip(distinct, reader.get_batch(distinct).asnumpy()))
+            frames = dict(zip(distinct, read_frames(reader, distinct, video.path)))
         except Exception as err:  # decord raises its own errors on unreadable files
             raise InputError(f"cannot decode {video.path}: {first_line(err)}", self.list_path, video.line) from None
         frames = np.stack([frames[i] for i in indices])

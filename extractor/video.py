@@ -4,6 +4,7 @@ A video is used only when it is whole: a file that ends before what its containe
 (an interrupted download), a damaged one and a non-video fail with a reason in a user's words;
 the decoder's own text goes to failures.txt as the detail, never to the terminal.
 """
+import bisect
 import errno
 import os
 import re
@@ -12,6 +13,10 @@ import struct
 import cv2
 import decord
 import numpy as np
+# decord's own count of the frames it has handed out (not in its Python API; C++ GetCurrentPosition)
+from decord.video_reader import _CAPI_VideoReaderGetCurrentPosition as _decoder_position
+
+from core.log import log
 
 from .sampling import crop_frames, nearest_keyframes, segment_middles, videotag_size
 
@@ -224,6 +229,56 @@ def sampled_indices(reader, frame_count, seg_num, sampling="uniform"):
     return nearest_keyframes(middles, keys or [0])  # an index without keyframes: the first frame is one
 
 
+def exact_frames(reader, indices, reread):
+    """uint8 RGB [len(indices), H, W, 3]: the frames at `indices` (ascending), each checked to be
+    the one asked for; the indices decord had to re-read are appended to `reread`.
+
+    decord (decord2 3.4.0) can hand out the wrong frame: its seek decodes from the keyframe before,
+    and gives up (printing "Failed to skip frames effectively") when its reading thread has queued
+    10,000 packets before the decoding thread caught up, then returns whatever frame comes next. Only a file with
+    10,000 frames or more after that keyframe can do it; a long skip (long GOP) and a slow decoder
+    (1080p, a busy CPU) make it likely. Its frame counter then stops short of the frame asked for,
+    which is how we notice; we read that frame again, one frame after another from its keyframe."""
+    frames = []
+    for index in indices:
+        frame = reader.get_batch([index]).asnumpy()[0]  # one at a time: the counter checks each one
+        if _decoder_position(reader._handle) != index + 1:
+            frame = frame_by_frame(reader, index)
+            reread.append(index)
+        frames.append(frame)
+    return np.stack(frames)
+
+
+def frame_by_frame(reader, index):
+    """Frame `index` decoded from the keyframe before it through decord's next(), which waits for
+    the decoder (its seek's skip does not). Costs a colour conversion per frame of the way."""
+    keys = reader.get_key_indices()
+    key = keys[bisect.bisect_right(keys, index) - 1] if keys and keys[0] <= index else 0
+    reader.seek_accurate(key)  # a real seek: decord's counter is past `key` after the failed one
+    frame = reader.next()
+    for _ in range(index - key):
+        frame = reader.next()
+    if _decoder_position(reader._handle) != index + 1:
+        raise VideoError(f"the decoder (decord) cannot find frame {index}: it lands on another one "
+                         "even when reading frame by frame")
+    return frame.asnumpy()
+
+
+def report_rereads(path, reread):
+    if reread:
+        log.warning(f"{path}: the decoder (decord) landed on the wrong frame when seeking to {len(reread)} "
+                    f"sampled frame(s) (first: frame {reread[0]}); read them again frame by frame, so they are right "
+                    "(decord's own 'Failed to skip frames effectively' lines are about this)")
+
+
+def read_frames(reader, indices, path):
+    """exact_frames for a whole video: its sampled frames, and one line when some had to be re-read."""
+    reread = []
+    frames = exact_frames(reader, indices, reread)
+    report_rereads(path, reread)
+    return frames
+
+
 def read_sampled_crops(path, seg_num, short_size, target_size, resize="videotag", accept_partial=False,
                        sampling="uniform"):
     """Return (uint8 RGB crops [seg_num, target, target, 3], info) for the segment-middle frames
@@ -245,15 +300,18 @@ def read_sampled_crops(path, seg_num, short_size, target_size, resize="videotag"
     indices = sampled_indices(reader, frame_count, seg_num, sampling)
     # Short videos repeat frames: decode each distinct one once, in order (seeks only forward).
     distinct = sorted(set(indices))
-    crop_of = {}
+    crop_of, reread = {}, []
     for start in range(0, len(distinct), DECODE_CHUNK):
         wanted = distinct[start:start + DECODE_CHUNK]
         try:
-            frames = reader.get_batch(wanted).asnumpy()
+            frames = exact_frames(reader, wanted, reread)
+        except VideoError:
+            raise
         except Exception as err:  # decord's errors on damaged or missing data
             raise decode_error(path, err, wanted, frame_count) from None
         crop_of.update(zip(wanted, crop_frames(frames, short_size, target_size, resize)))
         del frames
+    report_rereads(path, reread)
     crops = np.stack([crop_of[i] for i in indices])
     times = reader.get_frame_timestamp(indices)[:, 0].astype("float64")
     info = {"source": path, "fps": float(reader.get_avg_fps()), "frame_count": frame_count,

@@ -1,14 +1,21 @@
-"""Opt-in decoding modes (INFER.resize: decoder) and the int8 predictor's quiet creation, on real mp4s."""
+"""Opt-in decoding modes (INFER.resize: decoder), the int8 predictor's quiet creation, and exact frames where
+decord's seek lands on the wrong one, on real mp4s."""
+import logging
 import os
+import shutil
+import subprocess
 
 import extractor  # noqa: F401  (before paddle)
+import cv2
+import decord
 import numpy as np
 import pytest
 
 from core.config import load_config
 from core.errors import InputError
+from core.log import log
 from extractor import cli, predictor
-from extractor.sampling import check_resize_mode
+from extractor.sampling import check_resize_mode, crop_frames
 from extractor.video import open_reader, read_sampled_crops
 from videos import write_video
 
@@ -53,3 +60,42 @@ def test_pass_report_filter_gives_stderr_back_after_an_error(capfd):
             raise RuntimeError("predictor failed")
     os.write(2, b"after\n")
     assert capfd.readouterr().err == "E1126 what went wrong\nafter\n"
+
+
+@pytest.fixture(scope="module")
+def long_gop_clip(tmp_path_factory):
+    """160x90, 10,600 frames, one keyframe, B-frames: decord's seek to frame 2649 gives up part way
+    (its reading thread queues 10,000 packets while the decoder is still skipping), as it does on
+    10-minute 1080p clips with a keyframe every 250 frames. Encodes in about 2 s."""
+    if not shutil.which("ffmpeg"):
+        pytest.skip("ffmpeg not installed")
+    path = str(tmp_path_factory.mktemp("long") / "long_gop.mp4")
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25",
+                    "-frames:v", "10600", "-c:v", "libx264", "-preset", "ultrafast", "-g", "100000", "-bf", "3",
+                    "-x264-params", "scenecut=0", "-pix_fmt", "yuv420p", path], check=True)
+    return path
+
+
+def opencv_frames(path, indices):
+    """RGB frames at `indices`, read in order from the first (no seeking: the ground truth)."""
+    capture, frames = cv2.VideoCapture(path), {}
+    for index in range(max(indices) + 1):
+        ok, frame = capture.read()
+        assert ok, f"OpenCV stopped at frame {index}"
+        if index in indices:
+            frames[index] = frame[:, :, ::-1]
+    capture.release()
+    return frames
+
+
+def test_sampled_frames_are_the_right_ones_where_decord_seeks_wrong(long_gop_clip, caplog, monkeypatch):
+    truth = opencv_frames(long_gop_clip, {2649, 7949})
+    plain = decord.VideoReader(long_gop_clip, ctx=decord.cpu(0), num_threads=1).get_batch([2649]).asnumpy()[0]
+    assert not np.array_equal(plain, truth[2649]), "decord seeks right here now: the clip no longer shows the fault"
+    monkeypatch.setattr(log, "propagate", True)  # core.log.setup() may have turned it off
+    with caplog.at_level(logging.WARNING, logger="videotag"):
+        crops, info = read_sampled_crops(long_gop_clip, 2, 90, 90)
+    assert info["indices"] == [2649, 7949]
+    assert np.array_equal(crops, crop_frames(np.stack([truth[2649], truth[7949]]), 90, 90))  # exact: same decoder
+    [line] = [r.getMessage() for r in caplog.records]  # one line for the video, naming it
+    assert line.startswith(f"{long_gop_clip}: the decoder (decord) landed on the wrong frame when seeking to 1 ")

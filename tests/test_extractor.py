@@ -65,21 +65,24 @@ def test_segment_middles_follow_the_reference_rule():
 
 
 def test_decodes_the_sampled_frames_a_chunk_at_a_time(clips, monkeypatch):
-    requested = []
-    original = decord.VideoReader.get_batch
+    requested, cropped = [], []
+    original, original_crop = decord.VideoReader.get_batch, video_module.crop_frames
     monkeypatch.setattr(video_module, "DECODE_CHUNK", 2)
     monkeypatch.setattr(decord.VideoReader, "get_batch",
                         lambda self, indices: requested.append(list(indices)) or original(self, indices))
+    monkeypatch.setattr(video_module, "crop_frames",
+                        lambda frames, *args: cropped.append(len(frames)) or original_crop(frames, *args))
     crops, info = read_sampled_crops(clips[0], 4, 48, 48)
     assert info["indices"] == [4, 14, 24, 34] and info["frame_count"] == 41 and info["fps"] == 10.0
-    assert requested == [[4, 14], [24, 34]]
+    assert requested == [[4], [14], [24], [34]] and cropped == [2, 2]  # each seek checked; 2 frames held
     for crop, index in zip(crops, info["indices"]):  # brightness tells the frame index
         errors = [np.abs(crop.astype(int) - frame_pattern(i, 48, 64, seed=1)[:, 8:56]).mean()
                   for i in range(41)]
         assert int(np.argmin(errors)) == index
     requested.clear()
+    cropped.clear()
     crops, info = read_sampled_crops(clips[1], 4, 40, 32)
-    assert info["indices"] == [0, 1, 2, 0] and requested == [[0, 1], [2]]
+    assert info["indices"] == [0, 1, 2, 0] and requested == [[0], [1], [2]] and cropped == [2, 1]
     assert crops.shape == (4, 32, 32, 3) and np.array_equal(crops[0], crops[3])
 
 
