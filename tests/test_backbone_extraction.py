@@ -160,6 +160,7 @@ HAS_BF16 = bool(cpu_flags() & set(CPU_FLAGS_NEEDED["bf16"]))
 HAS_INT8 = bool(cpu_flags() & set(CPU_FLAGS_NEEDED["int8"]))
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("name, precision", [(SHIFT_TSM, "fp32"), (SHIFT_TSM, "bf16"), (SHIFT_V2, "bf16")])
 def test_shift_backbones_run_through_paddle_inference_like_dygraph(name, precision, tmp_path):
     """PP-TSM's leaky ReLU crashes one oneDNN fusion of Paddle 3.3 (the predictor leaves it out);
@@ -206,6 +207,7 @@ def test_pptsm_calibrates_to_int8_on_whole_clips_close_to_fp32(videos, tmp_path,
     assert report["frames"] == 2 * SEG_NUM and 0.9 < report["cosine_min"] < 1.0
 
 
+@pytest.mark.smoke
 def test_export_and_inference_dir_tag_like_dygraph(videos, tmp_path):
     """A PP-TSMv2 (1280-d) stage one under an AttentionLSTM head: exported, then tagged from the export."""
     head_cfg = HEAD + ["MODEL.feature_dims=[1280]"]

@@ -26,6 +26,7 @@ def outputs_and_gradients(model, features, mask, upstream, packed):
     return logits.numpy(), {name: p.grad.numpy().copy() for name, p in model.named_parameters() if p.grad is not None}
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("kind", ["standard", "peephole"])
 @pytest.mark.parametrize("lengths", [[5, 9, 3, 9, 1], [4, 4, 4]])
 def test_packed_lstm_equals_padded(kind, lengths):
@@ -51,6 +52,7 @@ def test_packing_computes_real_frames_only():
     assert packing.both_directions.numpy().tolist() == [0, 1, 2, 3, 4, 5, 5, 4, 2, 3, 1, 0]
 
 
+@pytest.mark.smoke
 def test_packed_lstm_without_gradients_gives_the_same_logits():
     rng = np.random.default_rng(1)
     model = tiny("peephole", rng)

@@ -62,6 +62,7 @@ def build(name):
     return spec, spec.build(cfg)
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("name, kind, suffix", [
     ("pptsn_r50", "recognizer", ".pdparams"),
     ("pptsm_r50", "bare", ".safetensors"),
@@ -177,6 +178,7 @@ def test_registry_sizes():
     assert [backbones.get(MODEL[n]).feature_dim(MODEL[n]) for n in MODEL] == [2048, 2048, 2048, 1280, 1280]
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("clip_frames, channels", [(8, 64), (16, 256), (3, 10), (4, 7)])
 def test_our_temporal_shift_is_paddles_op_bit_for_bit(clip_frames, channels):
     x = paddle.to_tensor(np.random.default_rng(clip_frames).standard_normal((2 * clip_frames, channels, 3, 2)),
