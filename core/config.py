@@ -307,6 +307,12 @@ def derive_recipe(sections, named, path):
                  "change them", path, ", ".join(kept))
 
 
+def check_model_name(cfg, model_name):
+    """Refuse a config written for another model (its MODEL.name), in one line naming the file."""
+    if cfg.MODEL.get("name", model_name) != model_name:
+        raise InputError(f"the config is for {cfg.MODEL['name']}, not {model_name}", cfg.path)
+
+
 def save_config(cfg, folder):
     """Write the resolved config (file plus overrides) to folder/config.yaml."""
     with atomic_open(os.path.join(folder, SAVED_NAME)) as f:

@@ -22,6 +22,7 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
+from core.config import check_model_name
 from core.errors import InputError
 from core.log import log
 
@@ -86,8 +87,7 @@ class TSNTask:
     best_metric = "top1"
 
     def __init__(self, model_name, model_class, cfg):
-        if cfg.MODEL.get("name", model_name) != model_name:
-            raise InputError(f"the config is for {cfg.MODEL['name']}, not {model_name}", cfg.path)
+        check_model_name(cfg, model_name)
         self.model_name, self.model_class, self.cfg = model_name, model_class, cfg
         self.spec = backbones.get(cfg.MODEL, cfg.path)
         self.pretrain_path = None

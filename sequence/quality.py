@@ -19,6 +19,7 @@ import paddle.nn.functional as F
 from paddle import nn
 
 from core.correlation import quality_metrics
+from core.config import check_model_name
 from core.errors import InputError
 from core.lists import batch_count, list_shares, read_ahead, resolve, scored_entries
 
@@ -97,8 +98,7 @@ class FeatureQualityTask:
     best_metric = "srocc"
 
     def __init__(self, model_name, model_class, cfg):
-        if cfg.MODEL.get("name", model_name) != model_name:
-            raise InputError(f"the config is for {cfg.MODEL['name']}, not {model_name}", cfg.path)
+        check_model_name(cfg, model_name)
         if len(cfg.MODEL.feature_names) != 1 or len(cfg.MODEL.feature_dims) != 1:
             raise InputError("the quality head takes one feature (MODEL.feature_names [rgb], feature_dims [2048])",
                              cfg.path)

@@ -3,6 +3,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
+from core.config import check_model_name
 from core.errors import InputError
 from core.log import log
 
@@ -19,8 +20,7 @@ class SequenceTask:
     best_metric = "gap"
 
     def __init__(self, model_name, model_class, cfg):
-        if cfg.MODEL.get("name", model_name) != model_name:
-            raise InputError(f"the config is for {cfg.MODEL['name']}, not {model_name}", cfg.path)
+        check_model_name(cfg, model_name)
         self.model_name, self.model_class, self.cfg = model_name, model_class, cfg
         # MODEL.feature_dims left to the reference config: taken from the first feature list opened
         # before the model is built (the backbone decides it: 2048 ResNet, 1280 PP-TSMv2, ...)
