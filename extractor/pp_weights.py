@@ -22,7 +22,7 @@ import paddle
 from core.checkpoint import read_state
 from core.errors import InputError
 
-from .weights import CLASSIFIER_PREFIXES, log_mismatches, to_numpy
+from .weights import CLASSIFIER_PREFIXES, log_mismatches, map_state
 
 STUDENT, TEACHER = "Student.", "Teacher."
 LAYOUT_PREFIXES = ("backbone.", "0.")  # recognizer; saved distillation student (its Sequential's backbone)
@@ -93,24 +93,13 @@ def lcnet_name(name, model_state):
 
 
 def convert_state(checkpoint, model_state, rename, what, path):
-    """Map `checkpoint` onto `model_state`'s names; returns (state, missing, unexpected).
-    A shape mismatch raises InputError naming the file and the key."""
-    bare, unexpected = backbone_keys(checkpoint)
-    state = {}
-    for name, (key, value) in bare.items():
-        target = rename(name, model_state)
-        if target not in model_state:
-            if not name.startswith(CLASSIFIER_PREFIXES) and not LCNET_FUSED.search(name):
-                unexpected.append(key)
-            continue
-        array = to_numpy(value)
-        expected = tuple(model_state[target].shape)
-        if tuple(array.shape) != expected:
-            raise InputError(f"weight '{key}' has shape {list(array.shape)}, the {what} backbone expects "
-                             f"{list(expected)}", path)
-        state[target] = array.astype("float32")
-    missing = sorted(set(model_state) - set(state))
-    return state, missing, unexpected
+    """Map `checkpoint` (any layout above) onto `model_state`'s names; see weights.map_state."""
+    bare, set_aside = backbone_keys(checkpoint)
+    state, missing, unexpected = map_state(
+        ((name, key, value) for name, (key, value) in bare.items()), model_state,
+        lambda name: rename(name, model_state), what, path,
+        skipped=lambda name: name.startswith(CLASSIFIER_PREFIXES) or bool(LCNET_FUSED.search(name)))
+    return state, missing, set_aside + unexpected
 
 
 def describe(model):

@@ -65,26 +65,32 @@ def to_numpy(value):
     return value.numpy() if hasattr(value, "numpy") else np.asarray(value)
 
 
-def convert_state(checkpoint, model_state, depth):
-    """Map `checkpoint` onto `model_state`'s names; returns (state, missing, unexpected).
-    A shape mismatch raises InputError naming the key."""
-    names = name_map(depth)
+def map_state(entries, model_state, rename, what, path=None, skipped=lambda name: name.startswith(CLASSIFIER_PREFIXES)):
+    """Checkpoint weights onto `model_state`'s names: `entries` are (name without the layout's prefix,
+    checkpoint key, value); `rename(name)` is our name or None; names `skipped` accepts are left out
+    without a word. Returns (state, missing, unexpected); a shape mismatch raises InputError naming the key."""
     state, unexpected = {}, []
-    for key, value in checkpoint.items():
-        bare = key[len("backbone."):] if key.startswith("backbone.") else key
-        target = names.get(bare)
-        if target is None:
-            if not bare.startswith(CLASSIFIER_PREFIXES):
+    for name, key, value in entries:
+        target = rename(name)
+        if target not in model_state:
+            if not skipped(name):
                 unexpected.append(key)
             continue
         array = to_numpy(value)
         expected = tuple(model_state[target].shape)
         if tuple(array.shape) != expected:
-            raise InputError(f"weight '{key}' has shape {list(array.shape)}, "
-                             f"the ResNet-{depth} backbone expects {list(expected)}")
+            raise InputError(f"weight '{key}' has shape {list(array.shape)}, the {what} backbone expects "
+                             f"{list(expected)}", path)
         state[target] = array.astype("float32")
     missing = sorted(set(model_state) - set(state))
     return state, missing, unexpected
+
+
+def convert_state(checkpoint, model_state, depth):
+    """Map `checkpoint` (any of the three schemes) onto `model_state`'s names; see map_state."""
+    entries = ((key[len("backbone."):] if key.startswith("backbone.") else key, key, value)
+               for key, value in checkpoint.items())
+    return map_state(entries, model_state, name_map(depth).get, f"ResNet-{depth}")
 
 
 def log_mismatches(path, missing, unexpected):
