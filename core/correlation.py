@@ -6,6 +6,8 @@ PaddleVideo's quality metric calls). Both are computed over the whole set gather
 per-batch correlations is another, batch-size-dependent number.
 """
 import numpy as np
+import paddle
+import paddle.nn.functional as F
 
 
 def _pair(predictions, targets):
@@ -51,3 +53,18 @@ def quality_metrics(predictions, scores):
     predictions, scores = _pair(predictions, scores)
     return {"srocc": srocc(predictions, scores), "plcc": plcc(predictions, scores),
             "loss": float(np.abs(predictions - scores).mean()) if scores.size else 0.0}
+
+
+class ScoreRegression:
+    """What the quality tasks (end to end and on features) share: trained with the L1 loss of
+    PaddleVideo's quality model on the scores, reporting quality_metrics, the best by SROCC."""
+    best_metric = "srocc"
+
+    def loss(self, predictions, batch):
+        return F.l1_loss(predictions, paddle.to_tensor(batch.scores))
+
+    def targets(self, batch):
+        return batch.scores
+
+    def metrics(self, predictions, scores):
+        return quality_metrics(predictions, scores)

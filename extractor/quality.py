@@ -14,10 +14,9 @@ The model holds the backbone as `backbone` and the regressor as `fc`; PaddleVide
 import math
 
 import paddle
-import paddle.nn.functional as F
 from paddle import nn
 
-from core.correlation import quality_metrics
+from core.correlation import ScoreRegression
 from core.config import check_model_name
 from core.errors import InputError
 from core.log import log
@@ -48,9 +47,7 @@ class QualityNet(nn.Layer):
         return self.fc(pooled)
 
 
-class QualityTask:
-    best_metric = "srocc"
-
+class QualityTask(ScoreRegression):
     def __init__(self, model_name, model_class, cfg):
         check_model_name(cfg, model_name)
         self.model_name, self.model_class, self.cfg = model_name, model_class, cfg
@@ -93,12 +90,3 @@ class QualityTask:
 
     def forward(self, model, batch):
         return model(paddle.to_tensor(batch.images))
-
-    def loss(self, predictions, batch):
-        return F.l1_loss(predictions, paddle.to_tensor(batch.scores))
-
-    def targets(self, batch):
-        return batch.scores
-
-    def metrics(self, predictions, scores):
-        return quality_metrics(predictions, scores)

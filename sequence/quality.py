@@ -18,7 +18,7 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
-from core.correlation import quality_metrics
+from core.correlation import ScoreRegression
 from core.config import check_model_name
 from core.errors import InputError
 from core.lists import batch_count, list_shares, read_ahead, resolve, scored_entries
@@ -94,9 +94,7 @@ class ScoredFeatureSource:
             yield ScoredFeatures(np.array(share), [self.videos[i].name for i in share], features, mask, scores)
 
 
-class FeatureQualityTask:
-    best_metric = "srocc"
-
+class FeatureQualityTask(ScoreRegression):
     def __init__(self, model_name, model_class, cfg):
         check_model_name(cfg, model_name)
         if len(cfg.MODEL.feature_names) != 1 or len(cfg.MODEL.feature_dims) != 1:
@@ -117,12 +115,3 @@ class FeatureQualityTask:
 
     def forward(self, model, batch):
         return model([paddle.to_tensor(batch.features[0])], paddle.to_tensor(batch.mask))
-
-    def loss(self, predictions, batch):
-        return F.l1_loss(predictions, paddle.to_tensor(batch.scores))
-
-    def targets(self, batch):
-        return batch.scores
-
-    def metrics(self, predictions, scores):
-        return quality_metrics(predictions, scores)
