@@ -3,6 +3,7 @@
 Clips are written once with OpenCV (mp4v) into bench/.cache (gitignored): a textured
 background that pans (so P-frames carry real motion, not a static picture) with moving shapes.
 """
+import multiprocessing
 import os
 import sys
 import time
@@ -68,6 +69,20 @@ def machine():
 
 def load():
     return "load average %.2f %.2f %.2f" % os.getloadavg()
+
+
+def cpu_seconds():
+    """CPU seconds of this process and of its live child processes (the extractor's decoding
+    workers, which os.times() does not count until they exit)."""
+    total = time.process_time()
+    for child in multiprocessing.active_children():
+        try:
+            with open(f"/proc/{child.pid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+        except (OSError, IndexError, ValueError):  # it exited meanwhile, or no /proc
+            pass
+    return total
 
 
 def rate(fn, items, repeat=1):

@@ -15,6 +15,7 @@
     .venv/bin/python bench/extraction.py --precision [--rounds 5]
     .venv/bin/python bench/extraction.py --sampling [--rounds 3] [--minutes 10] [--seg_num 8 32] [--clip gop250.mp4]
     .venv/bin/python bench/extraction.py --end_to_end [--rounds 3] [--infer_sampling keyframe] [--infer_resize decoder]
+        [--network_threads 1] [--videos 4]
 
 --precision measures only INFER.precision: fp32, bf16 and int8 (calibrated on half of 64 frames
 decoded from the 720p clip, compared on the other half) in interleaved rounds; per precision the
@@ -66,9 +67,9 @@ def images_per_second(backbone, batch, calls):
     return common.rate(lambda: [backbone(x) for _ in range(calls)], batch * calls)
 
 
-def ours(backbone, paths, seg_num, **settings):
+def ours(backbone, paths, seg_num, num_workers=2, **settings):
     settings = InferSettings(seg_num=seg_num, short_size=SHORT, target_size=CROP, batch_size=BATCH,
-                             num_workers=2, **settings)
+                             num_workers=num_workers, **settings)
     started = time.perf_counter()
     frames = 0
     for result in iter_video_features(paths, settings, backbone):
@@ -264,10 +265,19 @@ def sampling_modes(rounds, clip_path, seg_nums=(8, 32, 300)):
           f"{CROP} crop); {common.load()} at the end (a shared machine)")
 
 
-def end_to_end(rounds, videos=4, seg_num=32, sampling="uniform", resize="videotag"):
-    """The whole extractor (iter_video_features: decoding threads, resize/crop, normalise, network)
-    against its backbone alone on the same batches of inputs in memory, in fp32 and bf16, interleaved."""
+def end_to_end(rounds, videos=4, seg_num=32, sampling="uniform", resize="videotag", network_threads=0):
+    """The whole extractor (iter_video_features: decoding processes, resize/crop, normalise, network)
+    against its backbone alone on the same batches of inputs in memory, in fp32 and bf16, interleaved.
+    `network_threads` (0: all cores): the network's CPU threads; decoding gets the cores left over
+    (one worker process each), as a GPU leaves the CPU's cores to decoding; then the extractor also
+    runs with one decoding thread in its own process (num_workers 0: how it decoded before processes),
+    to show what the GIL, held by paddle.inference through each network call, costs."""
     reading = {"sampling": sampling, "resize": resize}
+    cores = os.cpu_count() or 1
+    workers = max(1, cores - network_threads) if network_threads else 2
+    modes = {f"{workers} decoding process(es)": workers}
+    if network_threads:
+        modes["1 decoding thread in the process"] = 0
     print(f"# {common.machine()}; paddle {paddle.__version__}; {common.load()} at start", flush=True)
     paths = [common.clip("360p_10s")] * videos
     frames = videos * seg_num
@@ -283,38 +293,43 @@ def end_to_end(rounds, videos=4, seg_num=32, sampling="uniform", resize="videota
             print(f"# {precision}: {err}", flush=True)
             continue
         backbones[precision] = create_backbone(model=model, image_size=CROP, cache_dir=cache, max_batch=BATCH,
-                                               precision=precision)
+                                               precision=precision, cpu_threads=network_threads)
         backbones[precision](batches[0])  # warm-up: kernels of the batch shape
-    speeds = {name: [] for name in backbones}
+    for mode in modes.values():
+        ours(backbones["fp32"], paths[:1], seg_num, mode, **reading)  # start the decoding processes
+    speeds = {(name, mode): [] for name in backbones for mode in modes}
     for round_ in range(rounds):
         for name, backbone in backbones.items():
-            started = time.perf_counter(), time.process_time()
+            started = time.perf_counter(), common.cpu_seconds()
             for x in batches:
                 backbone(x)
-            limit = (frames / (time.perf_counter() - started[0]), frames / (time.process_time() - started[1]))
-            started = time.perf_counter(), time.process_time()
-            ours(backbone, paths, seg_num, **reading)
-            whole = (frames / (time.perf_counter() - started[0]), frames / (time.process_time() - started[1]))
-            speeds[name].append((limit, whole))
+            limit = (frames / (time.perf_counter() - started[0]), frames / (common.cpu_seconds() - started[1]))
+            for mode, num_workers in modes.items():
+                started = time.perf_counter(), common.cpu_seconds()
+                ours(backbone, paths, seg_num, num_workers, **reading)
+                whole = (frames / (time.perf_counter() - started[0]), frames / (common.cpu_seconds() - started[1]))
+                speeds[name, mode].append((limit, whole))
         print(f"# round {round_ + 1}: " + ", ".join(
-            f"{n} limit {s[-1][0][0]:.1f} ours {s[-1][1][0]:.1f} frames/s" for n, s in speeds.items())
-            + f"; {common.load()}", flush=True)
+            f"{n} {m}: limit {s[-1][0][0]:.1f} ours {s[-1][1][0]:.1f}" for (n, m), s in speeds.items())
+            + f" frames/s; {common.load()}", flush=True)
     started = time.process_time()
     decode = decode_only(paths[:1], seg_num, **reading)
     decode_cpu = seg_num / (time.process_time() - started)
     shutil.rmtree(cache, ignore_errors=True)
     rows = []
-    for name, runs in speeds.items():
-        rows.append([name, f"{np.median([r[0][0] for r in runs]):.2f}", f"{np.median([r[1][0] for r in runs]):.2f}",
+    for (name, mode), runs in speeds.items():
+        rows.append([name, mode, f"{np.median([r[0][0] for r in runs]):.2f}",
+                     f"{np.median([r[1][0] for r in runs]):.2f}",
                      f"{np.median([r[1][0] / r[0][0] for r in runs]):.2f}",
                      " ".join(f"{r[1][0] / r[0][0]:.2f}" for r in runs),
                      f"{np.median([r[0][1] for r in runs]):.2f} / {np.median([r[1][1] for r in runs]):.2f}"])
     print()
-    print(common.table(rows, ["precision", "backbone limit img/s", "extractor frames/s", "extractor / limit",
-                              "per round", "per CPU-s: limit / extractor"]))
+    print(common.table(rows, ["precision", "decoding", "backbone limit img/s", "extractor frames/s",
+                              "extractor / limit", "per round", "per CPU-s: limit / extractor"]))
     print(f"\nResNet-101, {videos} x 360p 10 s at seg_num {seg_num} ({frames} frames, batches of {BATCH}), "
-          f"sampling {sampling}, resize {resize}, num_workers 2; reading alone (one thread) {decode:.0f} "
-          f"frames/s, {decode_cpu:.0f} per CPU-s; {rounds} interleaved rounds, medians; {common.load()} at the end")
+          f"sampling {sampling}, resize {resize}, network threads {network_threads or cores}; reading alone "
+          f"(one thread) {decode:.0f} frames/s, {decode_cpu:.0f} per CPU-s; {rounds} interleaved rounds, "
+          f"medians; {common.load()} at the end")
 
 
 def main():
@@ -333,6 +348,9 @@ def main():
                         "backbone limit, fp32 and bf16")
     parser.add_argument("--infer_sampling", default="uniform", help="INFER.sampling of --end_to_end")
     parser.add_argument("--infer_resize", default="videotag", help="INFER.resize of --end_to_end")
+    parser.add_argument("--videos", type=int, default=4, help="--end_to_end on this many copies of the 360p clip")
+    parser.add_argument("--network_threads", type=int, default=0, help="--end_to_end with the network on this "
+                        "many CPU threads (INFER.cpu_threads) and decoding on the other cores (0: all cores for both)")
     parser.add_argument("--extractor_weights", help="backbone weights for --precision (default: random, every "
                         "block active)")
     parser.add_argument("--clip", help="the video for --sampling (default: a 1080p GOP-250 clip made with ffmpeg)")
@@ -343,7 +361,8 @@ def main():
     if args.sampling:
         return sampling_modes(args.rounds, args.clip or gop_clip(args.minutes), args.seg_num)
     if args.end_to_end:
-        return end_to_end(args.rounds, sampling=args.infer_sampling, resize=args.infer_resize)
+        return end_to_end(args.rounds, args.videos, sampling=args.infer_sampling, resize=args.infer_resize,
+                          network_threads=args.network_threads)
     seg_360 = 64 if args.quick else 300
     calls = 1 if args.quick else 2
     args.repeat = args.repeat or (2 if args.quick else 1)

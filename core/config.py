@@ -46,7 +46,7 @@ VIDEOTAG_IGNORED = {
 # Ranges checked on every config, whatever the model: (minimum, whether the minimum is allowed).
 MINIMUM = {"batch_size": (1, True), "epoch": (1, True), "learning_rate": (0, True), "num_classes": (1, True),
            "seg_num": (1, True), "short_size": (1, True), "target_size": (1, True), "num_workers": (0, True),
-           "weight_decay": (0, True), "decay_gamma": (0, False), "drop_rate": (0, True),
+           "cpu_threads": (0, True), "weight_decay": (0, True), "decay_gamma": (0, False), "drop_rate": (0, True),
            "num_samples": (0, True), "decay_examples": (1, True), "momentum": (0, True),
            "embedding_size": (1, True), "lstm_size": (1, True), "cluster_nums": (1, True),
            "cluster_size": (1, True), "groups": (1, True), "hidden_size": (1, True), "topk": (1, True),

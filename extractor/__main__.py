@@ -13,4 +13,5 @@ if not __package__:
 
 from extractor.cli import main  # noqa: E402
 
-sys.exit(main())
+if __name__ == "__main__":  # the decoding processes import this module again (extractor/pipeline.py)
+    sys.exit(main())

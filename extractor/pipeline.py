@@ -1,8 +1,11 @@
-"""From a list of videos to features: decode ahead in threads, batch frames across videos.
+"""From a list of videos to features: decode ahead in processes, batch frames across videos.
 
 `iter_video_features` streams VideoFeatures in input order without writing anything; the
-command line (cli.py) writes them. Decoding threads (decord and OpenCV release the GIL) stay
-up to `num_workers + 1` videos ahead of the network, each holding only its uint8 crops.
+command line (cli.py) writes them. `num_workers` decoding processes stay up to `num_workers + 1`
+videos ahead of the network, each video holding only its uint8 crops. Processes, not threads:
+paddle.inference holds the GIL for the whole of a network call, so a decoding thread stops at its
+first line of Python until the call returns (measured: a Python thread ran at 0.6% of its speed
+during one); a process decodes on whatever cores the network leaves free, or all of them beside a GPU.
 
 A temporal-shift backbone (its `clip_frames` > 0) sees a video's frames in clips of that many:
 strided windows, each spanning the whole video (clip_order); network batches are whole clips.
@@ -11,11 +14,13 @@ import collections
 import concurrent.futures
 import dataclasses
 import functools
+import multiprocessing
 import os
+import signal
 
 import numpy as np
 
-from core.log import log
+from core.log import log, setup as setup_log
 
 from .predictor import create_backbone
 from .sampling import normalize
@@ -132,24 +137,80 @@ def _decode(video, settings, clip):
         return _Pending(video, error="cannot decode this file", detail=f"{type(err).__name__}: {err}")
 
 
+_pools = {}  # num_workers -> the decoding processes, started once per process and kept
+
+
+def decoding_pool(workers):
+    """`workers` decoding processes. forkserver (spawn where there is none): a fork of a process
+    running oneDNN's and decord's threads is unsafe; the server imports this module once and each
+    worker is forked from it, so a worker starts without importing paddle again."""
+    if workers not in _pools:
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        if context.get_start_method() == "forkserver":
+            context.set_forkserver_preload([__name__])
+        _pools[workers] = concurrent.futures.ProcessPoolExecutor(workers, context, initializer=_start_worker)
+    return _pools[workers]
+
+
+def _start_worker():
+    """A decoding process logs as we do and leaves Ctrl-C to the main process (which stops the
+    run and with it the workers), instead of each printing a KeyboardInterrupt traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    setup_log()
+
+
+def _submit(video, settings, clip):
+    """The video's decoding, started in the pool (a new one if the last has broken)."""
+    try:
+        return decoding_pool(settings.num_workers).submit(_decode, video, settings, clip)
+    except concurrent.futures.process.BrokenProcessPool:
+        _pools.pop(settings.num_workers, None)
+        return decoding_pool(settings.num_workers).submit(_decode, video, settings, clip)
+
+
+def _decoded(future, video, settings, clip):
+    """The future's _Pending. When a decoding process died (a decoder crash, the OOM killer), every
+    video then in the pool fails with it: each is decoded again alone in new processes, and the one
+    that brings those down too is the file at fault."""
+    try:
+        return future.result()
+    except concurrent.futures.process.BrokenProcessPool:
+        _pools.pop(settings.num_workers, None)
+    try:
+        return _submit(video, settings, clip).result()
+    except concurrent.futures.process.BrokenProcessPool:
+        _pools.pop(settings.num_workers, None)
+        return _Pending(video, error="the decoder crashed on this file: damaged?")
+
+
 def _decode_ahead(videos, settings, clip):
-    """Decoded videos in input order, with up to num_workers + 1 decoding ahead."""
-    workers = max(1, settings.num_workers)
-    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
-        ahead = collections.deque()
+    """Decoded videos in input order, with up to num_workers + 1 decoding ahead (num_workers 0:
+    one decoding thread in this process, for small runs: no processes to start)."""
+    workers = settings.num_workers
+    thread = concurrent.futures.ThreadPoolExecutor(1, "decode") if workers == 0 else None
+    ahead = collections.deque()
+    try:
         for video in videos:
-            ahead.append(pool.submit(_decode, video, settings, clip))
-            if len(ahead) > workers:
-                yield ahead.popleft().result()
+            future = thread.submit(_decode, video, settings, clip) if thread else _submit(video, settings, clip)
+            ahead.append((future, video))
+            if len(ahead) > max(1, workers):
+                yield _decoded(*ahead.popleft(), settings, clip)
         while ahead:
-            yield ahead.popleft().result()
+            yield _decoded(*ahead.popleft(), settings, clip)
+    finally:
+        for future, _ in ahead:  # a consumer that stops early: decode nothing more for it
+            future.cancel()
+        if thread:
+            thread.shutdown(wait=False)
 
 
 def backbone_from_config(cfg, weights=None, backend="inference", cache_dir=None):
     """The backbone callable for a loaded tsn.yaml config (see predictor.create_backbone)."""
     return create_backbone(cfg.MODEL, weights, int(cfg.INFER.target_size), backend,
                            cache_dir, int(cfg.INFER.batch_size), bool(cfg.INFER.get("use_tensorrt", False)),
-                           precision=str(cfg.INFER.get("precision", "fp32")))
+                           precision=str(cfg.INFER.get("precision", "fp32")),
+                           cpu_threads=int(cfg.INFER.get("cpu_threads", 0)))
 
 
 def iter_video_features(videos, settings, backbone=None, weights=None):

@@ -151,7 +151,7 @@ class InferenceBackbone:
     backend = "inference"
 
     def __init__(self, model_prefix, device="cpu", use_tensorrt=False, max_batch=32, image_size=224,
-                 precision="fp32", model_cfg=101):
+                 precision="fp32", model_cfg=101, cpu_threads=0):
         self.feature_dim, self.clip_frames = backbone_shape(model_cfg)
         config = paddle.inference.Config(model_file(model_prefix), model_prefix + ".pdiparams")
         self.precision = precision
@@ -178,8 +178,9 @@ class InferenceBackbone:
                 config.enable_mkldnn_bfloat16()
             elif precision == "int8":
                 config.enable_mkldnn_int8()  # turns the quantised program's fake-quant ops into int8 kernels
-            config.set_cpu_math_library_num_threads(os.cpu_count() or 1)
+            config.set_cpu_math_library_num_threads(cpu_threads or os.cpu_count() or 1)
         config.disable_glog_info()
+        self.cpu_threads = config.cpu_math_library_num_threads()
         with without_pass_reports(precision == "int8"):
             self.predictor = paddle.inference.create_predictor(config)
         self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
@@ -420,23 +421,24 @@ def _quantize_here(folder, model_cfg, weights, image_size):
 
 
 def create_backbone(model_cfg=101, weights=None, image_size=224, backend="inference", cache_dir=None,
-                    max_batch=32, use_tensorrt=False, model=None, precision="fp32"):
+                    max_batch=32, use_tensorrt=False, model=None, precision="fp32", cpu_threads=0):
     """A callable backbone: the MODEL section's (or a ResNet depth's), or the built `model`'s.
     backend "inference" falls back to dygraph, with a warning, when export or predictor creation
-    fails (in fp32 only: a reduced precision that cannot run is an error)."""
+    fails (in fp32 only: a reduced precision that cannot run is an error). `cpu_threads`: the
+    network's threads on the CPU (0: one per core)."""
     device = inference_device()
     check_precision(precision, device, backend)
     section = section_of(model) if model is not None else model_section(model_cfg)
     if precision == "int8":
         read_calibration(section, weights, image_size, cache_dir)  # refuses when not calibrated
         prefix = os.path.join(int8_folder(section, weights, image_size, cache_dir), "backbone")
-        return InferenceBackbone(prefix, device, use_tensorrt, max_batch, image_size, precision, section)
+        return InferenceBackbone(prefix, device, use_tensorrt, max_batch, image_size, precision, section, cpu_threads)
     model = model if model is not None else build_model(section, weights)
     if backend == "dygraph":
         return DygraphBackbone(model)
     try:
         prefix = export_model(model, weights, image_size, cache_dir, precision)
-        return InferenceBackbone(prefix, device, use_tensorrt, max_batch, image_size, precision, section)
+        return InferenceBackbone(prefix, device, use_tensorrt, max_batch, image_size, precision, section, cpu_threads)
     except Exception as err:  # any export/inference failure: still extract, only slower
         if precision != "fp32":
             raise

@@ -2,8 +2,11 @@
 
 Tiny settings (4 segments, short side 40, crop 32) keep ResNet-101 fast on CPU; one model and
 one exported predictor are shared by the whole module."""
+import dataclasses
 import inspect
+import multiprocessing
 import os
+import signal
 
 import extractor  # noqa: F401  (before paddle)
 import decord
@@ -11,7 +14,7 @@ import numpy as np
 import paddle
 import pytest
 
-from extractor import cli, video as video_module, videos as video_listing
+from extractor import cli, pipeline, video as video_module, videos as video_listing
 from extractor.pipeline import InferSettings, Video, iter_video_features
 from extractor.predictor import DygraphBackbone, build_model, create_backbone
 from extractor.resnet import ResNet
@@ -235,6 +238,44 @@ def test_list_run_bad_videos_resume_and_hdf5(model, backbone, clips, tmp_path):
             assert dataset.attrs["frame_count"] > 0 and len(dataset.attrs["indices"]) == 4
             assert os.path.exists(dataset.attrs["source"]) and dataset.attrs["fps"] == 10.0
     assert not os.path.exists(h5_dir / ".staging")
+
+
+def test_videos_decode_in_worker_processes_as_in_this_one(backbone, clips, tmp_path):
+    """Decoding runs in processes (paddle.inference holds the GIL through a network call, which
+    stops a decoding thread); num_workers 0 decodes in this process. Same features, same errors."""
+    bad = make_bad_videos(tmp_path)
+    videos = clips + sorted(bad)
+    before = {p.pid for p in multiprocessing.active_children()}
+    here = list(iter_video_features(videos, dataclasses.replace(SETTINGS, num_workers=0), backbone))
+    assert {p.pid for p in multiprocessing.active_children()} == before
+    apart = list(iter_video_features(videos, dataclasses.replace(SETTINGS, num_workers=3), backbone))
+    workers = {p.pid for p in multiprocessing.active_children()} - before
+    assert len(workers) == 3 and os.getpid() not in workers
+    assert [r.video.path for r in apart] == [r.video.path for r in here] == videos
+    for mine, theirs in zip(here, apart):
+        assert (mine.error, theirs.error) == (None, None) or theirs.error.startswith(bad[theirs.video.path])
+        assert mine.error == theirs.error and mine.detail == theirs.detail
+        if mine.ok:
+            assert np.array_equal(mine.features, theirs.features) and mine.info == theirs.info
+    again = list(iter_video_features(videos[:2], dataclasses.replace(SETTINGS, num_workers=3), backbone))
+    assert {p.pid for p in multiprocessing.active_children()} - before == workers  # kept, not restarted
+    assert all(np.array_equal(a.features, b.features) for a, b in zip(again, apart))
+
+
+def test_a_killed_decoding_process_costs_no_video(backbone, clips):
+    """A decoding process that dies (here: killed, as the OOM killer would) fails the videos then in
+    its pool; each is decoded again in new processes, so every video still gets its features."""
+    settings, videos = dataclasses.replace(SETTINGS, num_workers=2), clips * 4
+    expected = [r.features for r in iter_video_features(videos, settings, backbone)]
+    killed, results = pipeline.decoding_pool(2), []
+    for result in iter_video_features(videos, settings, backbone):
+        if not results:  # the next videos are being decoded now, 9 more to come
+            for worker in killed._processes.values():
+                os.kill(worker.pid, signal.SIGKILL)
+        results.append(result)
+    assert [r.error for r in results] == [None] * len(videos)
+    assert all(np.array_equal(r.features, f) for r, f in zip(results, expected))
+    assert pipeline.decoding_pool(2) is not killed and not pipeline.decoding_pool(2)._broken
 
 
 def test_folder_input_names_videos_by_relative_path(tmp_path):

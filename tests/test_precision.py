@@ -1,4 +1,5 @@
 """INFER.precision (fp32, bf16, int8) and `bash run.sh calibrate`, on real decoded frames of a tiny library."""
+import os
 import shutil
 import subprocess
 
@@ -11,7 +12,7 @@ from core.config import load_config
 from core.errors import InputError
 from extractor import cli as extractor_cli
 from extractor import predictor
-from extractor.pipeline import InferSettings, iter_video_features
+from extractor.pipeline import InferSettings, backbone_from_config, iter_video_features
 from extractor.sampling import nearest_keyframes, segment_middles
 from extractor.stores import read_settings
 from extractor.video import read_sampled_crops
@@ -125,6 +126,20 @@ def test_bf16_features_are_close_to_fp32_and_a_changed_precision_re_extracts(lib
     again = np.load(next(tmp_path.rglob("*.npy")))
     assert not np.array_equal(first, again)  # extracted again, not kept
     assert cosine(first, again).min() > 0.99
+
+
+def test_cpu_threads_sets_the_networks_threads_and_keeps_its_features(library):
+    videos = sorted(str(p) for p in library["videos"].rglob("*.mp4"))[:2]
+    cfg = load_config(extractor_cli.DEFAULT_CONFIG, EXTRACT + ["INFER.cpu_threads=1", "INFER.num_workers=1"],
+                      extractor_cli.DEFAULT_CONFIG)
+    one = backbone_from_config(cfg, library["weights"], cache_dir=library["cache"])
+    everyone = predictor.create_backbone(50, library["weights"], 64, cache_dir=library["cache"])
+    assert (one.cpu_threads, everyone.cpu_threads) == (1, os.cpu_count())
+    alone, shared = features_of(library, "fp32", videos, one), features_of(library, "fp32", videos, everyone)
+    for video in videos:
+        np.testing.assert_allclose(alone[video], shared[video], rtol=1e-5, atol=1e-6)
+    with pytest.raises(InputError, match="INFER.cpu_threads"):
+        load_config(extractor_cli.DEFAULT_CONFIG, ["INFER.cpu_threads=-1"], extractor_cli.DEFAULT_CONFIG)
 
 
 @pytest.mark.skipif(not HAS_INT8, reason="this CPU has no int8 dot-product instructions (VNNI / AMX)")
