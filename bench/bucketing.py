@@ -19,6 +19,7 @@ import videotag  # noqa: E402,F401  (sets OMP_NUM_THREADS before paddle)
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
+from core import bf16_products  # noqa: E402
 from core.config import load_config  # noqa: E402
 from core.trainer import batch_loss_scale, build_optimizer  # noqa: E402
 from videotag.models import default_config_path, make_task  # noqa: E402
@@ -35,9 +36,9 @@ def epoch_batches(task):
 class Stepper:
     """One model and optimizer taking the trainer's steps (loss x batch_loss scale, RMSProp)."""
 
-    def __init__(self, task):
+    def __init__(self, task, bf16=False):
         paddle.seed(0)
-        self.task = task
+        self.task, self.bf16 = task, bf16  # bf16: the large products in bfloat16 (--amp on the CPU)
         self.model = task.build_model()
         self.model.train()
         self.optimizer = build_optimizer(task.cfg.TRAIN, self.model)
@@ -46,7 +47,8 @@ class Stepper:
     def step(self, batch):
         """Seconds for one training step."""
         start = time.perf_counter()
-        loss = self.task.loss(self.task.forward(self.model, batch), batch) * self.scale
+        with bf16_products.enabled(self.bf16):
+            loss = self.task.loss(self.task.forward(self.model, batch), batch) * self.scale
         loss.backward()
         self.optimizer.step()
         self.optimizer.clear_grad()

@@ -111,15 +111,15 @@ def order_blind_baseline(paths, num_events=NUM_EVENTS):
     return scores(probabilities, test_y, num_events)
 
 
-def train_and_score(model_name, paths, save_dir, overrides=(), num_events=NUM_EVENTS):
-    """Train a head with train.py's trainer on a written task (shipped TRAIN defaults plus `overrides`),
-    then score its best checkpoint on the test split; returns (scores, epochs trained)."""
+def train_and_score(model_name, paths, save_dir, overrides=(), num_events=NUM_EVENTS, amp=False):
+    """Train a head with train.py's trainer on a written task (shipped TRAIN defaults plus `overrides`,
+    `amp`: train.py's --amp), then score its best checkpoint on the test split; returns (scores, epochs trained)."""
     settings = SMALL[model_name] + [
         f"MODEL.num_classes={num_classes(num_events)}", f"MODEL.feature_dims=[{DIM}]",
         f"TRAIN.filelist={paths['train']}", f"VALID.filelist={paths['valid']}", f"TEST.filelist={paths['test']}",
         "TRAIN.num_workers=1"] + list(overrides)
     task = make_task(model_name, load_config(default_config_path(model_name), settings))
-    trainer = Trainer(task, save_dir)
+    trainer = Trainer(task, save_dir, amp=amp)
     model = trainer.fit()
     checkpoint.load_exact(model, os.path.join(save_dir, f"{model_name}_best.pdparams"), model_name)
     _, logits, targets = trainer.infer(model, task.source("test"))

@@ -15,6 +15,7 @@ adopt_checkpoint(state, path) -> state: the same before the model is built, sett
 A source may have check(index): raise InputError when item `index` is unusable; training runs it on
 every item of the TRAIN, VALID and TEST lists before the first step.
 """
+import contextlib
 import glob
 import json
 import math
@@ -35,7 +36,7 @@ try:  # optional: curves in VisualDL's format too when it is installed
 except ImportError:
     LogWriter = None
 
-from . import checkpoint, dist
+from . import bf16_products, checkpoint, dist
 from .config import save_config
 from .errors import InputError
 from .fsutil import atomic_open, atomic_path
@@ -291,10 +292,22 @@ class Trainer:
         self.device = dist.select_device()
         dist.init_parallel()
         dist.check_shared_dir(save_dir)  # several nodes: one folder for checkpoints and outputs
-        self.amp = amp and self.device.startswith("gpu")
-        if amp and not self.amp:
-            # Paddle's CPU kernels have no bfloat16 matmul (3.3.1), so there is nothing to cast to
-            log.info("--amp needs a GPU: Paddle has no bfloat16 matrix product on the CPU, training in float32")
+        self.amp = amp and self.device.startswith("gpu")  # auto_cast (float16)
+        # On the CPU auto_cast has no bfloat16 matmul to cast to: the models' large products go
+        # through oneDNN's bf16 kernels instead (core/bf16_products.py).
+        reason = bf16_products.unavailable_reason() if amp and not self.amp else ""
+        self.cpu_bf16 = amp and not self.amp and not reason
+        if self.cpu_bf16:
+            log.info("--amp on the CPU: the large matrix products in bfloat16 (oneDNN), the rest in float32")
+        elif reason:
+            log.info("--amp: %s; training in float32", reason)
+
+    def mixed_precision(self):
+        """The context of a forward pass: auto_cast on a GPU, bf16 products on the CPU (--amp)."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(paddle.amp.auto_cast(enable=self.amp))
+        stack.enter_context(bf16_products.enabled(self.cpu_bf16))
+        return stack
 
     # ---- inference over a whole split, gathered from every process, in list order ----
     def infer(self, model, source):
@@ -304,7 +317,7 @@ class Trainer:
         with paddle.no_grad():
             for batch in tqdm(batches, total=source.num_batches(False), desc="evaluating",
                               disable=not dist.is_main(), leave=False):
-                with paddle.amp.auto_cast(enable=self.amp):
+                with self.mixed_precision():
                     out = self.task.forward(model, batch)
                 outputs.append(out.astype("float32").numpy())
                 targets.append(self.task.targets(batch))
@@ -373,7 +386,7 @@ class Trainer:
             for batch in progress:
                 rate = learning_rate(train_cfg, epoch, state["examples_seen"], total_steps, steps)
                 optimizer.set_lr(rate)
-                with paddle.amp.auto_cast(enable=self.amp):
+                with self.mixed_precision():
                     loss = task.loss(task.forward(runner, batch), batch)
                 objective = loss * gradient_scale if gradient_scale != 1 else loss
                 if scaler:

@@ -27,9 +27,10 @@ import tempfile
 import numpy as np
 import paddle
 
+from core.bf16_products import BFLOAT16_NOTICE, CPU_FLAGS_NEEDED, cpu_flags  # noqa: F401  (this module's API too)
 from core.errors import InputError
 from core.fsutil import atomic_open
-from core.log import log
+from core.log import log, without_native_lines
 
 from . import backbones
 
@@ -41,9 +42,6 @@ RANDOM_INIT_SEED = 0
 PRECISIONS = ("fp32", "bf16", "int8")
 # What extraction.json records: fp32 keeps the name older records have, so their features stay valid.
 RECORDED_PRECISION = {"fp32": "float32", "bf16": "bfloat16", "int8": "int8"}
-# CPU features (/proc/cpuinfo flags) that make a precision worth running: oneDNN has bf16 and
-# int8 kernels without them too, but they emulate and run slower than fp32.
-CPU_FLAGS_NEEDED = {"bf16": ("avx512_bf16", "amx_bf16"), "int8": ("avx512_vnni", "avx_vnni", "amx_int8")}
 CALIBRATION_FRAMES = "calibration.npy"
 CALIBRATION_RECORD = "calibration.json"
 CALIBRATION_BATCH = 8
@@ -104,18 +102,6 @@ def model_file(prefix):
         if os.path.exists(prefix + ext):
             return prefix + ext
     raise FileNotFoundError(f"no {prefix}.json or {prefix}.pdmodel")
-
-
-def cpu_flags():
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.partition(":")[2].split())
-    except OSError:
-        pass
-    return set()
 
 
 def inference_device():
@@ -181,7 +167,7 @@ class InferenceBackbone:
             config.set_cpu_math_library_num_threads(cpu_threads or os.cpu_count() or 1)
         config.disable_glog_info()
         self.cpu_threads = config.cpu_math_library_num_threads()
-        with without_pass_reports(precision == "int8"):
+        with without_pass_reports(precision != "fp32"):
             self.predictor = paddle.inference.create_predictor(config)
         self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
         self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
@@ -194,33 +180,15 @@ class InferenceBackbone:
         return self.output.copy_to_cpu()
 
 
-# What oneDNN's int8 passes print to stderr, unconditionally (no flag turns them off), while the
-# predictor is made: "---    squashed 6 dequantize-quantize pairs" and ~30 like it, in colour codes.
-PASS_REPORT = re.compile(rb"^(\x1b\[[0-9;]*m)?---\s+(quantized|squashed) \d+ [^\n]*$")
+# What the predictor's making prints to stderr whatever the flags say: oneDNN's int8 passes
+# ("---    squashed 6 dequantize-quantize pairs" and ~30 like it, in colour codes) and the bf16
+# switch ("I1126 16:54:05.119333 13179 analysis_config.cc:713] Hardware support for BFLOAT16 is enabled").
+PASS_REPORT = re.compile(rb"^(\x1b\[[0-9;]*m)?---\s+(quantized|squashed) \d+ [^\n]*$|" + BFLOAT16_NOTICE.pattern)
 
 
-@contextlib.contextmanager
 def without_pass_reports(active=True):
-    """Hold back the int8 passes' reports: stderr (the file descriptor, where C++ writes) goes to a
-    file while the block runs, then every other line is written back, so warnings and errors stay
-    (a crash that kills the process in the block would lose them: there has been none)."""
-    if not active:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            held.seek(0)
-            lines = held.read().splitlines(keepends=True)
-            kept = b"".join(line for line in lines if not PASS_REPORT.match(line.rstrip(b"\r\n")))
-            if kept:
-                os.write(2, kept)
+    """Hold back those lines while the block runs (core.log.without_native_lines)."""
+    return without_native_lines(PASS_REPORT, active)
 
 
 # oneDNN fusions that crash Paddle 3.3 (SIGSEGV while the predictor is made) on a program with this

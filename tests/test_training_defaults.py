@@ -9,6 +9,7 @@ import pytest
 
 import train as train_cli
 from bench import order_tasks
+from core import bf16_products
 from core.config import CONFIG_DIR, load_config
 from core.errors import InputError
 from core.trainer import learning_rate, planned_epochs, scaled_learning_rate, warmup_length
@@ -180,3 +181,9 @@ def test_attention_lstm_at_shipped_defaults_learns_order(tmp_path):
                                             num_events=3)
     assert blind["order_ap"] < 0.45 and blind["presence_ap"] > 0.9
     assert scores["order_ap"] > blind["order_ap"] + 0.25, (scores, blind)
+    if not bf16_products.unavailable_reason():  # --amp on this CPU: the large products in bf16
+        amp, _ = order_tasks.train_and_score("AttentionLSTM", paths, str(tmp_path / "amp"),
+                                             ["TRAIN.min_steps=240"] + order_tasks.TINY["AttentionLSTM"],
+                                             num_events=3, amp=True)
+        assert amp["order_ap"] > blind["order_ap"] + 0.25, (amp, blind)
+        assert abs(amp["order_ap"] - scores["order_ap"]) < 0.05 and abs(amp["gap"] - scores["gap"]) < 0.03

@@ -28,7 +28,8 @@ def train(argv=None):
                    "(ours, or VideoTag's, the PaddleCV zoo's or PaddleVideo's: docs/MODELS.md)")
     p.add_argument("--pretrain_partial", action="store_true",
                    help="--pretrain may match under half of the model's tensors (else an error)")
-    p.add_argument("--amp", action="store_true", help="mixed precision (on GPUs)")
+    p.add_argument("--amp", action="store_true", help="mixed precision: float16 on GPUs; on CPUs with "
+                   "AVX512_BF16 or AMX the large matrix products in bfloat16 (docs/TRAINING.md)")
     args = p.parse_args(argv)
     cfg, task = cli.setup(args)
     check_writable(args.save_dir)  # exit 3 now, not after the first epoch

@@ -16,6 +16,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from core import bf16_products
 from core.errors import InputError
 
 from .attention_lstm_weights import convert
@@ -119,7 +120,7 @@ class LSTMAttentionEncoder(nn.Layer):
         """The LSTM's outputs [B, T, 2H] computed over real frames only (padding rows are 0)."""
         batch, steps, dim = frames.shape
         real = paddle.gather(frames.reshape([batch * steps, dim]), packing.frames)
-        embedded = F.tanh(self.embedding(real))
+        embedded = F.tanh(bf16_products.linear(real, self.embedding.weight, self.embedding.bias))
         peepholes = None
         if isinstance(self.lstm, PeepholeLSTM):
             peepholes = paddle.stack([self.lstm.peephole_l0, self.lstm.peephole_l0_reverse])

@@ -9,6 +9,8 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
+from core import bf16_products
+
 
 class Packing:
     """Where each real frame goes when a batch runs as fluid's LoD batches: sequences sorted by length
@@ -74,6 +76,7 @@ class PackedRecurrence(paddle.autograd.PyLayer):
             h = o * tanh_c
             saved.append((h_prev, c_prev, i, f, candidate, o, c, tanh_c, h) if keep else (h,))
         ctx.saved, ctx.active, ctx.recurrent, ctx.peepholes = saved, active, recurrent, peepholes
+        ctx.bf16 = bf16_products.active()  # the backward runs outside the forward's context
         hidden = paddle.concat([step[-1] for step in saved], axis=1)  # [2, N, H]
         return paddle.concat([hidden.reshape([-1, hidden_size]), paddle.zeros([1, hidden_size], hidden.dtype)])
 
@@ -109,7 +112,8 @@ class PackedRecurrence(paddle.autograd.PyLayer):
                 dc_next = dc_next + d_gate_i * peep_i[:, :n] + d_gate_f * peep_f[:, :n]
         d_gates = paddle.concat(d_gates[::-1], axis=1)  # [2, N, 4H]
         h_prev = paddle.concat([step[0] for step in saved], axis=1)
-        d_recurrent = paddle.matmul(d_gates, h_prev, transpose_x=True)
+        with bf16_products.enabled(ctx.bf16):  # one large product (the per-step ones stay float32)
+            d_recurrent = bf16_products.product(d_gates, h_prev, transpose_x=True)
         if peepholes is None:
             return d_gates, d_recurrent
         c_prev = paddle.concat([step[1] for step in saved], axis=1)
@@ -150,6 +154,6 @@ def packed_bidirectional(lstm, embedded, packing, peepholes):
                   (lstm.weight_ih_l0_reverse, lstm.bias_ih_l0_reverse, lstm.bias_hh_l0_reverse))
     weights = paddle.stack([paddle.concat([weight, (bias_ih + bias_hh).unsqueeze(1)], axis=1)
                             for weight, bias_ih, bias_hh in directions])
-    projected = paddle.matmul(inputs, weights, transpose_y=True)
+    projected = bf16_products.matmul(inputs, weights, transpose_y=True)  # in bf16 with --amp on the CPU
     recurrent = paddle.stack([lstm.weight_hh_l0, lstm.weight_hh_l0_reverse])
     return PackedRecurrence.apply(projected, recurrent, peepholes, packing.active, paddle.is_grad_enabled())
