@@ -13,8 +13,8 @@ products worth it (each call costs a predictor run: only large ones).
 """
 import contextlib
 import os
-import tempfile
 import re
+import tempfile
 import threading
 import warnings
 

@@ -13,7 +13,6 @@ Precision (INFER.precision): fp32; bf16 (oneDNN bfloat16 kernels, or a GPU's, on
 exported program); int8 (a copy quantised by post-training quantisation on frames of the user's
 own videos: `bash run.sh calibrate`, see quantize_int8).
 """
-import contextlib
 import functools
 import hashlib
 import json
@@ -161,7 +160,8 @@ class InferenceBackbone:
                 config.delete_pass(fusion)
             config.set_mkldnn_cache_capacity(4)  # full and last partial batch shapes
             if precision == "bf16":
-                config.enable_mkldnn_bfloat16()
+                with without_pass_reports():  # its notice is printed here, not when the predictor is made
+                    config.enable_mkldnn_bfloat16()
             elif precision == "int8":
                 config.enable_mkldnn_int8()  # turns the quantised program's fake-quant ops into int8 kernels
             config.set_cpu_math_library_num_threads(cpu_threads or os.cpu_count() or 1)
@@ -184,6 +184,12 @@ class InferenceBackbone:
 # ("---    squashed 6 dequantize-quantize pairs" and ~30 like it, in colour codes) and the bf16
 # switch ("I1126 16:54:05.119333 13179 analysis_config.cc:713] Hardware support for BFLOAT16 is enabled").
 PASS_REPORT = re.compile(rb"^(\x1b\[[0-9;]*m)?---\s+(quantized|squashed) \d+ [^\n]*$|" + BFLOAT16_NOTICE.pattern)
+
+
+# Paddle 3's warning while it converts a backbone to a program, about in-place ops it keeps as they
+# are (the exported features equal dygraph's: tests/test_extractor.py).
+EXPORT_NOTICE = re.compile(rb"^W\d{4} [\d:.]+ +\d+ eager_utils\.cc:\d+\] Paddle static graph\(PIR\) not support "
+                           rb"input out tensor for now!*$")
 
 
 def without_pass_reports(active=True):
@@ -252,7 +258,8 @@ def cache_key(model_cfg, weights, image_size, precision="fp32"):
 def save_inference_program(model, prefix, image_size):
     spec = paddle.static.InputSpec([None, 3, image_size, image_size], "float32", INPUT_NAME)
     # jit.save with a spec leaves `model` plain dygraph (to_static would convert it in place).
-    paddle.jit.save(model, prefix, input_spec=[spec])
+    with without_native_lines(EXPORT_NOTICE):
+        paddle.jit.save(model, prefix, input_spec=[spec])
 
 
 def publish(staging, folder, replace=False):

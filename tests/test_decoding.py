@@ -89,18 +89,24 @@ def opencv_frames(path, indices):
 
 
 def test_sampled_frames_are_the_right_ones_where_decord_seeks_wrong(long_gop_clip):
+    """decord's fault is a race (its reading thread against its decoder), so it shows on most reads,
+    not all: three tries each of plain decord and of ours, every one of ours right."""
     truth = opencv_frames(long_gop_clip, {2649, 7949})
-    plain = decord.VideoReader(long_gop_clip, ctx=decord.cpu(0), num_threads=1).get_batch([2649]).asnumpy()[0]
-    assert not np.array_equal(plain, truth[2649]), "decord seeks right here now: the clip no longer shows the fault"
+    plain = [decord.VideoReader(long_gop_clip, ctx=decord.cpu(0), num_threads=1).get_batch([2649]).asnumpy()[0]
+             for _ in range(3)]
+    assert not all(np.array_equal(frame, truth[2649]) for frame in plain), \
+        "decord seeks right here now: the clip no longer shows the fault"
     lines = []  # our own handler on our logger: counts each call once, whatever other tests left on the root
     handler = logging.Handler(logging.WARNING)
     handler.emit = lambda record: lines.append(record.getMessage())
     log.addHandler(handler)
     try:
-        crops, info = read_sampled_crops(long_gop_clip, 2, 90, 90)
+        for _ in range(3):
+            crops, info = read_sampled_crops(long_gop_clip, 2, 90, 90)
+            assert info["indices"] == [2649, 7949]
+            assert np.array_equal(crops, crop_frames(np.stack([truth[2649], truth[7949]]), 90, 90))  # exact
     finally:
         log.removeHandler(handler)
-    assert info["indices"] == [2649, 7949]
-    assert np.array_equal(crops, crop_frames(np.stack([truth[2649], truth[7949]]), 90, 90))  # exact: same decoder
-    [line] = lines  # one line for the video, naming it
-    assert line.startswith(f"{long_gop_clip}: the decoder (decord) landed on the wrong frame when seeking to 1 ")
+    assert 1 <= len(lines) <= 3  # one line a video whose seek went wrong, naming it
+    for line in lines:
+        assert line.startswith(f"{long_gop_clip}: the decoder (decord) landed on the wrong frame when seeking to 1 ")
