@@ -240,6 +240,7 @@ def test_list_run_bad_videos_resume_and_hdf5(model, backbone, clips, tmp_path):
     assert not os.path.exists(h5_dir / ".staging")
 
 
+@pytest.mark.smoke
 def test_videos_decode_in_worker_processes_as_in_this_one(backbone, clips, tmp_path):
     """Decoding runs in processes (paddle.inference holds the GIL through a network call, which
     stops a decoding thread); num_workers 0 decodes in this process. Same features, same errors."""
