@@ -297,9 +297,7 @@ class Trainer:
         # through oneDNN's bf16 kernels instead (core/bf16_products.py).
         reason = bf16_products.unavailable_reason() if amp and not self.amp else ""
         self.cpu_bf16 = amp and not self.amp and not reason
-        if self.cpu_bf16:
-            log.info("--amp on the CPU: the large matrix products in bfloat16 (oneDNN), the rest in float32")
-        elif reason:
+        if reason:
             log.info("--amp: %s; training in float32", reason)
 
     def mixed_precision(self):
@@ -356,6 +354,11 @@ class Trainer:
                 pretrained = task.adopt_checkpoint(pretrained, pretrain)
         paddle.seed(seed)  # the same initial weights in every process and every run
         model = task.build_model()
+        if self.cpu_bf16:  # a model with products that have a bf16 path says so (cpu_bf16 = True)
+            name = type(model).__name__
+            log.info(f"--amp on the CPU: {name}'s large matrix products in bfloat16 (oneDNN), the rest in float32"
+                     if getattr(model, "cpu_bf16", False) else f"--amp: {name} has no bfloat16 path on the CPU "
+                     "(AttentionLSTM has); training in float32")
         optimizer = build_optimizer(train_cfg, model)
         state = {"epoch": 0, "examples_seen": 0, "best": -math.inf, "best_epoch": 0}
         if resume:

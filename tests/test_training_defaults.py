@@ -169,7 +169,7 @@ def test_bucketing_cuts_padding_and_splits_processes_as_one(tmp_path):
     assert two == one
 
 
-def test_attention_lstm_at_shipped_defaults_learns_order(tmp_path):
+def test_attention_lstm_at_shipped_defaults_learns_order(tmp_path, logs):
     """The order labels (which event came first) are out of reach of an order-blind model on pooled
     frames; AttentionLSTM at the shipped TRAIN defaults learns them (small widths, 3 kinds of event and
     min_steps 240 instead of 1000 to take seconds)."""
@@ -182,8 +182,14 @@ def test_attention_lstm_at_shipped_defaults_learns_order(tmp_path):
     assert blind["order_ap"] < 0.45 and blind["presence_ap"] > 0.9
     assert scores["order_ap"] > blind["order_ap"] + 0.25, (scores, blind)
     if not bf16_products.unavailable_reason():  # --amp on this CPU: the large products in bf16
-        amp, _ = order_tasks.train_and_score("AttentionLSTM", paths, str(tmp_path / "amp"),
-                                             ["TRAIN.min_steps=240"] + order_tasks.TINY["AttentionLSTM"],
-                                             num_events=3, amp=True)
+        logger, level = logging.getLogger("videotag"), logging.getLogger("videotag").level
+        logger.setLevel(logging.INFO)  # the line below is an info line
+        try:
+            amp, _ = order_tasks.train_and_score("AttentionLSTM", paths, str(tmp_path / "amp"),
+                                                 ["TRAIN.min_steps=240"] + order_tasks.TINY["AttentionLSTM"],
+                                                 num_events=3, amp=True)
+        finally:
+            logger.setLevel(level)
+        assert "--amp on the CPU: AttentionLSTM's large matrix products in bfloat16 (oneDNN), the rest in float32" in logs
         assert amp["order_ap"] > blind["order_ap"] + 0.25, (amp, blind)
         assert abs(amp["order_ap"] - scores["order_ap"]) < 0.05 and abs(amp["gap"] - scores["gap"]) < 0.03

@@ -132,6 +132,7 @@ class AttentionLSTM(nn.Layer):
     """logits = model(features, mask): features is a list of [B, T, D_i], mask is [B, T]."""
 
     convert_checkpoint = staticmethod(convert)  # other projects' checkpoints onto ours: attention_lstm_weights.py
+    cpu_bf16 = True  # with --amp on the CPU its large products run in bf16 (core/bf16_products.py)
 
     def __init__(self, num_classes, feature_dims, embedding_size=1024, lstm_size=512,
                  drop_rate=0.5, hidden_sizes=(8192, 4096), lstm="standard"):
