@@ -17,6 +17,7 @@ import functools
 import multiprocessing
 import os
 import signal
+import threading
 
 import numpy as np
 
@@ -137,7 +138,8 @@ def _decode(video, settings, clip):
         return _Pending(video, error="cannot decode this file", detail=f"{type(err).__name__}: {err}")
 
 
-_pools = {}  # num_workers -> the decoding processes, started once per process and kept
+_pools = {}  # num_workers -> (the decoding processes, their lifeline's held end), kept for the program
+_processes_start = None  # True once a decoding process has returned a video; False: they cannot start here
 
 
 def decoding_pool(workers):
@@ -149,34 +151,67 @@ def decoding_pool(workers):
         context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
         if context.get_start_method() == "forkserver":
             context.set_forkserver_preload([__name__])
-        _pools[workers] = concurrent.futures.ProcessPoolExecutor(workers, context, initializer=_start_worker)
-    return _pools[workers]
+        lifeline, held = context.Pipe(duplex=False)  # held here only: it closes when this process ends
+        pool = concurrent.futures.ProcessPoolExecutor(workers, context, initializer=_start_worker,
+                                                      initargs=(lifeline,))
+        _pools[workers] = pool, held
+    return _pools[workers][0]
 
 
-def _start_worker():
-    """A decoding process logs as we do and leaves Ctrl-C to the main process (which stops the
-    run and with it the workers), instead of each printing a KeyboardInterrupt traceback."""
+def _start_worker(lifeline):
+    """A decoding process logs as we do, leaves Ctrl-C to the main process (which stops the run and
+    with it the workers) instead of printing a KeyboardInterrupt traceback, and ends with the main
+    process however that ends: killed, it sends no shutdown, and a worker would wait forever, holding
+    the main process's stdout open (a `| tail` would never finish)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     setup_log()
+    threading.Thread(target=_end_with_main, args=(lifeline,), daemon=True).start()
+
+
+def _end_with_main(lifeline):
+    try:
+        lifeline.recv()  # nothing is ever sent: returns (EOFError) when the main process has ended
+    except EOFError:
+        pass
+    os._exit(0)
 
 
 def _submit(video, settings, clip):
-    """The video's decoding, started in the pool (a new one if the last has broken)."""
+    """The video's decoding, started in the pool (a new one if the last has broken); a pool that
+    breaks again gives a future that holds the error, for _decoded."""
     try:
         return decoding_pool(settings.num_workers).submit(_decode, video, settings, clip)
     except concurrent.futures.process.BrokenProcessPool:
         _pools.pop(settings.num_workers, None)
+    try:
         return decoding_pool(settings.num_workers).submit(_decode, video, settings, clip)
+    except concurrent.futures.process.BrokenProcessPool as err:
+        _pools.pop(settings.num_workers, None)
+        broken = concurrent.futures.Future()
+        broken.set_exception(err)
+        return broken
 
 
-def _decoded(future, video, settings, clip):
+def _decoded(future, video, in_process, settings, clip):
     """The future's _Pending. When a decoding process died (a decoder crash, the OOM killer), every
     video then in the pool fails with it: each is decoded again alone in new processes, and the one
-    that brings those down too is the file at fault."""
+    that brings those down too is the file at fault. When no decoding process ever returned a
+    video, they cannot start here (a script that runs the extractor when imported, without
+    `if __name__ == "__main__":`, as each process imports it again): decode in this process instead."""
+    global _processes_start
     try:
-        return future.result()
+        pending = future.result()
+        if not in_process:
+            _processes_start = True
+        return pending
     except concurrent.futures.process.BrokenProcessPool:
         _pools.pop(settings.num_workers, None)
+    if not _processes_start:
+        if _processes_start is None:
+            log.warning("the decoding processes could not start (a script without `if __name__ == \"__main__\":` "
+                        "cannot start them): decoding in this process, one video at a time")
+        _processes_start = False
+        return _decode(video, settings, clip)
     try:
         return _submit(video, settings, clip).result()
     except concurrent.futures.process.BrokenProcessPool:
@@ -188,21 +223,21 @@ def _decode_ahead(videos, settings, clip):
     """Decoded videos in input order, with up to num_workers + 1 decoding ahead (num_workers 0:
     one decoding thread in this process, for small runs: no processes to start)."""
     workers = settings.num_workers
-    thread = concurrent.futures.ThreadPoolExecutor(1, "decode") if workers == 0 else None
+    thread = concurrent.futures.ThreadPoolExecutor(1, "decode")  # starts a thread only when used
     ahead = collections.deque()
     try:
         for video in videos:
-            future = thread.submit(_decode, video, settings, clip) if thread else _submit(video, settings, clip)
-            ahead.append((future, video))
+            in_process = workers == 0 or _processes_start is False
+            future = thread.submit(_decode, video, settings, clip) if in_process else _submit(video, settings, clip)
+            ahead.append((future, video, in_process))
             if len(ahead) > max(1, workers):
                 yield _decoded(*ahead.popleft(), settings, clip)
         while ahead:
             yield _decoded(*ahead.popleft(), settings, clip)
     finally:
-        for future, _ in ahead:  # a consumer that stops early: decode nothing more for it
+        for future, _, _ in ahead:  # a consumer that stops early: decode nothing more for it
             future.cancel()
-        if thread:
-            thread.shutdown(wait=False)
+        thread.shutdown(wait=False)
 
 
 def backbone_from_config(cfg, weights=None, backend="inference", cache_dir=None):

@@ -2,11 +2,16 @@
 
 Tiny settings (4 segments, short side 40, crop 32) keep ResNet-101 fast on CPU; one model and
 one exported predictor are shared by the whole module."""
+import concurrent.futures
 import dataclasses
 import inspect
+import logging
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
+import time
 
 import extractor  # noqa: F401  (before paddle)
 import decord
@@ -277,6 +282,62 @@ def test_a_killed_decoding_process_costs_no_video(backbone, clips):
     assert [r.error for r in results] == [None] * len(videos)
     assert all(np.array_equal(r.features, f) for r, f in zip(results, expected))
     assert pipeline.decoding_pool(2) is not killed and not pipeline.decoding_pool(2)._broken
+
+
+def test_decoding_stays_in_this_process_when_its_processes_cannot_start(backbone, clips, monkeypatch):
+    """Workers that die on start (as in a script that runs the extractor when imported, without
+    `if __name__ == "__main__":`): one warning, then every video decoded in this process."""
+    expected = [r.features for r in iter_video_features(clips, dataclasses.replace(SETTINGS, num_workers=0), backbone)]
+    dying = concurrent.futures.ProcessPoolExecutor(2, multiprocessing.get_context("spawn"), initializer=sys.exit)
+    monkeypatch.setattr(pipeline, "decoding_pool", lambda workers: dying)
+    monkeypatch.setattr(pipeline, "_processes_start", None)
+    warnings = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())
+    logging.getLogger("videotag").addHandler(handler)
+    try:
+        results = list(iter_video_features(clips * 2, SETTINGS, backbone))
+    finally:
+        logging.getLogger("videotag").removeHandler(handler)
+    assert [r.error for r in results] == [None] * 6
+    assert all(np.array_equal(r.features, f) for r, f in zip(results, expected * 2))
+    assert [w for w in warnings if "decoding processes could not start" in w] == [warnings[0]]
+    assert pipeline._processes_start is False
+
+
+KILLED_MID_RUN = """
+import os, signal, sys
+sys.path[:0] = [{root!r}]
+from extractor import pipeline
+from extractor.pipeline import InferSettings, iter_video_features
+if __name__ == "__main__":
+    settings = InferSettings(seg_num=2, short_size=32, target_size=32, batch_size=4, num_workers=2)
+    for result in iter_video_features({videos!r}, settings, backbone=lambda x: x.reshape(len(x), -1)[:, :4]):
+        print(" ".join(str(p.pid) for p in pipeline.decoding_pool(2)._processes.values()), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)  # no shutdown reaches the workers
+"""
+
+
+def test_decoding_processes_end_when_the_main_process_is_killed(clips):
+    """Killed, the main process tells its workers nothing; they must not live on (they would hold its
+    stdout open, so this run would not return)."""
+    script = KILLED_MID_RUN.format(root=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                   videos=clips * 3)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == -signal.SIGKILL
+    workers = [int(pid) for pid in run.stdout.split()]
+    assert len(workers) == 2
+
+    def alive(pid):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rpartition(")")[2].split()[0] != "Z"
+        except OSError:
+            return False
+    deadline = time.monotonic() + 30  # a bound on waiting, not a speed
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in workers)
 
 
 def test_folder_input_names_videos_by_relative_path(tmp_path):
