@@ -14,6 +14,7 @@ The product: the LSTM's gate projection of one batch at VideoTag's shapes (32 vi
 - static-graph bf16 training (paddle.static.amp.bf16, old program format, FLAGS_enable_pir_api=0):
   forward, backward and an update of one fully connected layer of that size, against the same
   program in fp32; the only bf16 training route, for the old program format Paddle 3 is leaving.
+Then a NeXtVLAD training step in float32 and with `--amp`'s bf16 products, in turn.
 """
 import argparse
 import os
@@ -108,6 +109,36 @@ def static_step(precision):
     return float(out.stdout.split("seconds")[-1]), ""
 
 
+def nextvlad_steps(rounds, videos=32, frames=300):
+    """Seconds of a NeXtVLAD training step (reference widths, Adam) in float32 and with bf16 products,
+    taken in turn: (fp32 list, bf16 list)."""
+    from core import bf16_products
+    from sequence.models.nextvlad import NeXtVLAD
+
+    paddle.seed(0)
+    model = NeXtVLAD(3862, [2048])
+    optimizer = paddle.optimizer.Adam(2e-4, parameters=model.parameters())
+    rng = np.random.default_rng(0)
+    features = [paddle.to_tensor(rng.standard_normal((videos, frames, 2048)).astype("float32"))]
+    mask = paddle.ones([videos, frames])
+
+    def step(bf16):
+        started = time.perf_counter()
+        with bf16_products.enabled(bf16):
+            loss = model(features, mask).mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.clear_grad()
+        return time.perf_counter() - started
+
+    step(False), step(True)  # warm-up
+    times = {False: [], True: []}
+    for _ in range(rounds):
+        for bf16 in (False, True):
+            times[bf16].append(step(bf16))
+    return times[False], times[True]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -162,6 +193,10 @@ def main():
           f"medians. If every embedding and gate-projection product ({PRODUCT_SHARE:.0%} of a step's arithmetic) "
           f"ran at the paddle.inference bf16 rate, a step would be at most {bound:.2f}x faster (Amdahl); "
           f"{common.load()} at the end")
+    fp32, bf16 = nextvlad_steps(args.rounds)
+    print(f"\nNeXtVLAD training step (32 videos x 300 frames, reference widths): float32 "
+          f"{' '.join(f'{t:.2f}' for t in fp32)} s, bf16 products {' '.join(f'{t:.2f}' for t in bf16)} s: "
+          f"{np.median(np.array(fp32) / np.array(bf16)):.2f}x; {common.load()}")
 
 
 if __name__ == "__main__":

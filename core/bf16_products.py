@@ -156,8 +156,8 @@ def matmul(x, y, transpose_y=False):
 
 
 def linear(x, weight, bias=None):
-    """F.linear: x [N, in] @ weight [in, out] + bias, the product in bf16 within `enabled(True)`."""
+    """F.linear: x [..., in] @ weight [in, out] + bias, the product in bf16 within `enabled(True)`."""
     if not active() or x.dtype != paddle.float32 or weight.dtype != paddle.float32:
         return paddle.nn.functional.linear(x, weight, bias)
-    out = _MatMul.apply(x, weight, False)
+    out = _MatMul.apply(x.reshape([-1, x.shape[-1]]), weight, False).reshape(x.shape[:-1] + [weight.shape[1]])
     return out if bias is None else out + bias

@@ -358,7 +358,7 @@ class Trainer:
             name = type(model).__name__
             log.info(f"--amp on the CPU: {name}'s large matrix products in bfloat16 (oneDNN), the rest in float32"
                      if getattr(model, "cpu_bf16", False) else f"--amp: {name} has no bfloat16 path on the CPU "
-                     "(AttentionLSTM has); training in float32")
+                     "(AttentionLSTM and NeXtVLAD have); training in float32")
         optimizer = build_optimizer(train_cfg, model)
         state = {"epoch": 0, "examples_seen": 0, "best": -math.inf, "best_epoch": 0}
         if resume:

@@ -8,6 +8,7 @@ import pytest
 
 from core import bf16_products
 from sequence.models.attention_lstm import AttentionLSTM
+from sequence.models.nextvlad import NeXtVLAD
 
 pytestmark = pytest.mark.skipif(bool(bf16_products.unavailable_reason()),
                                 reason=bf16_products.unavailable_reason() or "runs")
@@ -62,4 +63,24 @@ def test_attention_lstm_trains_with_bf16_products_on_its_packed_path():
     (logits32, grads32), (logits16, grads16) = runs
     assert 0 < relative(logits16, logits32) < 2e-2
     for name in ("encoders.0.embedding.weight", "encoders.0.lstm.weight_ih_l0", "encoders.0.lstm.weight_hh_l0"):
+        assert 0 < relative(grads16[name], grads32[name]) < 5e-2, name
+
+
+def test_nextvlad_trains_with_bf16_frame_products():
+    rng = np.random.default_rng(2)
+    paddle.seed(2)
+    model = NeXtVLAD(5, [48], cluster_size=8, groups=4, expansion=2, hidden_size=32, drop_rate=0.0)
+    features = [paddle.to_tensor(rng.normal(size=(4, 10, 48)).astype("float32"))]
+    mask = paddle.to_tensor((np.arange(10)[None] < np.array([10, 4, 7, 2])[:, None]).astype("float32"))
+    runs = []
+    for on in (False, True):
+        model.clear_gradients()
+        with bf16_products.enabled(on):
+            logits = model(features, mask)
+        logits.sum().backward()
+        runs.append((logits.numpy(), {n: p.grad.numpy().copy() for n, p in model.named_parameters()
+                                      if p.grad is not None}))
+    (logits32, grads32), (logits16, grads16) = runs
+    assert 0 < relative(logits16, logits32) < 3e-2
+    for name in ("encoders.0.expand.weight", "encoders.0.cluster_logits.weight"):
         assert 0 < relative(grads16[name], grads32[name]) < 5e-2, name

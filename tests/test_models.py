@@ -12,6 +12,7 @@ pytestmark = pytest.mark.smoke  # also run on Paddle 2.6 in CI
 from sequence.models.attention_cluster import AttentionCluster
 from sequence.models.attention_lstm import AttentionLSTM
 from sequence.models.nextvlad import NeXtVLAD
+from core import bf16_products
 from core.config import CONFIG_DIR, load_config
 from core.errors import InputError
 from videotag.models import HEADS, build_head
@@ -212,8 +213,8 @@ def mean_average_precision(scores, labels):
     return float(np.mean(precisions))
 
 
-@pytest.mark.parametrize("name", ALL_MODELS)
-def test_head_learns_which_prototypes_a_sequence_contains(name):
+def prototype_map(name, bf16=False):
+    """Test mAP of a tiny head trained 100 steps on the prototype task (`bf16`: --amp's CPU products)."""
     rng = np.random.RandomState(5)
     paddle.seed(5)
     num_classes, dim = 6, 16
@@ -226,17 +227,28 @@ def test_head_learns_which_prototypes_a_sequence_contains(name):
     batch_size = 32
     for step in range(100):
         rows = rng.choice(len(train_frames), batch_size, replace=False)
-        logits = model([paddle.to_tensor(train_frames[rows])], paddle.to_tensor(train_mask[rows]))
+        with bf16_products.enabled(bf16):
+            logits = model([paddle.to_tensor(train_frames[rows])], paddle.to_tensor(train_mask[rows]))
         loss = F.binary_cross_entropy_with_logits(
             logits, paddle.to_tensor(train_labels[rows]), reduction="none").sum(axis=1).mean()
         loss.backward()
         optimizer.step()
         optimizer.clear_grad()
     model.eval()
-    with paddle.no_grad():
+    with paddle.no_grad(), bf16_products.enabled(bf16):
         scores = model([paddle.to_tensor(test_frames)], paddle.to_tensor(test_mask)).numpy()
-    # Chance is the positive rate, about 0.35.
-    assert mean_average_precision(scores, test_labels) > 0.9
+    return mean_average_precision(scores, test_labels)
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_head_learns_which_prototypes_a_sequence_contains(name):
+    assert prototype_map(name) > 0.9  # chance is the positive rate, about 0.35
+
+
+@pytest.mark.skipif(bool(bf16_products.unavailable_reason()), reason=bf16_products.unavailable_reason() or "runs")
+@pytest.mark.parametrize("name", ["AttentionLSTM", "NeXtVLAD"])
+def test_heads_with_a_bf16_path_learn_as_well_with_it(name):
+    assert prototype_map(name, bf16=True) > 0.9
 
 
 def test_nextvlad_eigen_file_rescales_rgb(tmp_path):

@@ -6,6 +6,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from core import bf16_products
 from core.errors import InputError
 
 from .nextvlad_weights import convert
@@ -45,10 +46,10 @@ class NeXtVLADEncoder(nn.Layer):
         return normalized.reshape([paddle.shape(logits)[0], -1, self.groups, self.cluster_size])
 
     def forward(self, frames, mask):
-        expanded = self.expand(frames)  # [B, T, lambda*D]
+        expanded = bf16_products.linear(frames, self.expand.weight, self.expand.bias)  # [B, T, lambda*D]
         # Padded frames get a group attention of 0, which removes them from every VLAD sum.
         attention = F.sigmoid(self.group_attention(expanded)) * mask.unsqueeze(-1)  # [B, T, G]
-        logits = self.normalize_cluster_logits(self.cluster_logits(expanded), mask)  # [B, T, G, K]
+        logits = self.normalize_cluster_logits(bf16_products.linear(expanded, self.cluster_logits.weight), mask)  # [B, T, G, K]
         assignment = F.softmax(logits, axis=-1) * attention.unsqueeze(-1)
         assignment = assignment.reshape([0, -1, self.cluster_size])  # [B, T*G, K]
         grouped_frames = expanded.reshape([0, -1, self.group_dim])  # [B, T*G, lambda*D/G]
@@ -62,6 +63,7 @@ class NeXtVLAD(nn.Layer):
     """logits = model(features, mask): features is a list of [B, T, D_i], mask is [B, T]."""
 
     convert_checkpoint = staticmethod(convert)  # other projects' checkpoints onto ours: nextvlad_weights.py
+    cpu_bf16 = True  # with --amp on the CPU its frame-level products run in bf16 (core/bf16_products.py)
 
     def __init__(self, num_classes, feature_dims, cluster_size=128, groups=8, expansion=2,
                  hidden_size=2048, gating_reduction=8, drop_rate=0.5, eigen_file=None, scale_rgb=False):
