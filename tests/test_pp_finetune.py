@@ -15,7 +15,7 @@ import yaml
 
 import paddlevideo_weights
 import train as train_cli
-from videos import write_coloured_video
+from videos import write_colour_classes
 from core.config import CONFIG_DIR, load_config
 from core.errors import InputError
 from extractor import backbones
@@ -24,7 +24,6 @@ from extractor.tsn_data import MIXUP_STREAM, Batch, VideoListSource, dense_clip_
 from videotag.models import make_task
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COLOURS = [(220, 30, 30), (30, 40, 220), (30, 200, 40)]  # class 0 red, 1 blue, 2 green
 FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "paddlevideo"
 RECIPES = {"PPTSM": "pptsm.yaml", "PPTSN": "pptsn.yaml", "PPTSMv2": "pptsmv2.yaml"}
 
@@ -32,14 +31,7 @@ RECIPES = {"PPTSM": "pptsm.yaml", "PPTSN": "pptsn.yaml", "PPTSMv2": "pptsmv2.yam
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory):
     """4 videos of 2 classes, listed with paths relative to the list."""
-    folder = tmp_path_factory.mktemp("pp_videos")
-    os.makedirs(folder / "clips")
-    lines = []
-    for i in range(4):
-        write_coloured_video(folder / "clips" / f"v{i}.mp4", COLOURS[i % 2], seed=i, num_frames=10, size=(64, 48))
-        lines.append(f"clips/v{i}.mp4 {i % 2}")
-    (folder / "train.list").write_text("\n".join(lines) + "\n")
-    return folder
+    return write_colour_classes(tmp_path_factory.mktemp("pp_videos"), 4, num_frames=10, size=(64, 48))
 
 
 def tiny(videos, model_name, save_dir, *extra, epochs=1):

@@ -17,23 +17,15 @@ from extractor.sampling import normalize
 from extractor.tsn import TSN
 from extractor.tsn_data import VideoListSource
 from launch import launch_two
-from videos import write_coloured_video
+from videos import write_colour_classes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COLOURS = [(220, 30, 30), (30, 40, 220)]  # class 0 red, class 1 blue
 
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory):
     """8 videos of 2 classes; the list uses paths relative to its folder."""
-    folder = tmp_path_factory.mktemp("tsn_videos")
-    os.makedirs(folder / "clips")
-    lines = []
-    for i in range(8):
-        write_coloured_video(folder / "clips" / f"v{i}.mp4", COLOURS[i % 2], seed=i)
-        lines.append(f"clips/v{i}.mp4 {i % 2}")
-    (folder / "train.list").write_text("\n".join(lines) + "\n")
-    return folder
+    return write_colour_classes(tmp_path_factory.mktemp("tsn_videos"), 8)
 
 
 def tsn_args(videos, save_dir, *extra, epochs=5):

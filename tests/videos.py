@@ -28,6 +28,22 @@ def write_video(path, num_frames=12, height=48, width=64, fps=10.0, seed=0):
     return path
 
 
+# Two classes told apart by colour: class 0 red, class 1 blue.
+CLASS_COLOURS = [(220, 30, 30), (30, 40, 220)]
+
+
+def write_colour_classes(folder, count, **video):
+    """`count` coloured videos in folder/clips, alternately class 0 and 1, and folder/train.list
+    naming them relative to the list; `video`: write_coloured_video's num_frames and size."""
+    os.makedirs(folder / "clips")
+    lines = []
+    for i in range(count):
+        write_coloured_video(folder / "clips" / f"v{i}.mp4", CLASS_COLOURS[i % 2], seed=i, **video)
+        lines.append(f"clips/v{i}.mp4 {i % 2}")
+    (folder / "train.list").write_text("\n".join(lines) + "\n")
+    return folder
+
+
 def write_coloured_video(path, colour, seed, num_frames=8, size=(40, 32)):
     """A noisy frame of one RGB colour, brightness drifting over time (classification tests: the
     class is the colour)."""
