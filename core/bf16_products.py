@@ -71,6 +71,11 @@ def active():
     return getattr(_state, "on", False)
 
 
+def _in_bf16(*operands):
+    """Whether a product of `operands` runs in bf16: within `enabled(True)`, float32 operands only."""
+    return active() and all(operand.dtype == paddle.float32 for operand in operands)
+
+
 class _Product(paddle.nn.Layer):
     def __init__(self, transpose_x, transpose_y):
         super().__init__()
@@ -143,21 +148,21 @@ def product(x, y, transpose_x=False, transpose_y=False):
     """paddle.matmul without autograd (a hand-written backward's), in bf16 within `enabled(True)`.
     For large products only: a small one (a recurrence step's) runs slower in bf16 than in float32,
     its weights converted on every call."""
-    if not active() or x.dtype != paddle.float32 or y.dtype != paddle.float32:
+    if not _in_bf16(x, y):
         return paddle.matmul(x, y, transpose_x=transpose_x, transpose_y=transpose_y)
     return _product(x, y, transpose_x, transpose_y)
 
 
 def matmul(x, y, transpose_y=False):
     """paddle.matmul(x, y, transpose_y=...) (2-D or batched 3-D), in bf16 within `enabled(True)`."""
-    if not active() or x.dtype != paddle.float32 or y.dtype != paddle.float32:
+    if not _in_bf16(x, y):
         return paddle.matmul(x, y, transpose_y=transpose_y)
     return _MatMul.apply(x, y, transpose_y)
 
 
 def linear(x, weight, bias=None):
     """F.linear: x [..., in] @ weight [in, out] + bias, the product in bf16 within `enabled(True)`."""
-    if not active() or x.dtype != paddle.float32 or weight.dtype != paddle.float32:
+    if not _in_bf16(x, weight):
         return paddle.nn.functional.linear(x, weight, bias)
     out = _MatMul.apply(x.reshape([-1, x.shape[-1]]), weight, False).reshape(x.shape[:-1] + [weight.shape[1]])
     return out if bias is None else out + bias
