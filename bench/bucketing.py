@@ -19,7 +19,7 @@ import videotag  # noqa: E402,F401  (sets OMP_NUM_THREADS before paddle)
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
-from core import bf16_products  # noqa: E402
+from core import bf16_products, heap  # noqa: E402
 from core.config import load_config  # noqa: E402
 from core.trainer import batch_loss_scale, build_optimizer  # noqa: E402
 from videotag.models import default_config_path, make_task  # noqa: E402
@@ -36,7 +36,9 @@ def epoch_batches(task):
 class Stepper:
     """One model and optimizer taking the trainer's steps (loss x batch_loss scale, RMSProp)."""
 
-    def __init__(self, task, bf16=False):
+    def __init__(self, task, bf16=False, keep_freed_memory=True):
+        if keep_freed_memory:  # as the trainer does on the CPU (process-wide from here on)
+            heap.keep_freed_memory()
         paddle.seed(0)
         self.task, self.bf16 = task, bf16  # bf16: the large products in bfloat16 (--amp on the CPU)
         self.model = task.build_model()

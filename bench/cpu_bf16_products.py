@@ -14,7 +14,9 @@ The product: the LSTM's gate projection of one batch at VideoTag's shapes (32 vi
 - static-graph bf16 training (paddle.static.amp.bf16, old program format, FLAGS_enable_pir_api=0):
   forward, backward and an update of one fully connected layer of that size, against the same
   program in fp32; the only bf16 training route, for the old program format Paddle 3 is leaving.
-Then a NeXtVLAD training step in float32 and with `--amp`'s bf16 products, in turn.
+Then training steps of NeXtVLAD and Attention Cluster (batch 32 and 256), and Attention Cluster's
+first fully connected layer alone (forward and gradients, batch 32-256), in float32 and with `--amp`'s bf16
+products, in turn.
 """
 import argparse
 import os
@@ -29,6 +31,8 @@ from bench import common  # noqa: E402  (first: paddle's import-time lines kept 
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
+
+from core import heap  # noqa: E402
 
 ROWS, INNER, OUTER = 7200, 1024, 4096
 FLOP = 2 * ROWS * INNER * OUTER
@@ -109,14 +113,11 @@ def static_step(precision):
     return float(out.stdout.split("seconds")[-1]), ""
 
 
-def nextvlad_steps(rounds, videos=32, frames=300):
-    """Seconds of a NeXtVLAD training step (reference widths, Adam) in float32 and with bf16 products,
-    taken in turn: (fp32 list, bf16 list)."""
+def training_steps(model, rounds, videos, frames):
+    """Seconds of a training step of `model` (a head over 2048-d frames, Adam) in float32 and with bf16
+    products, taken in turn: (fp32 list, bf16 list)."""
     from core import bf16_products
-    from sequence.models.nextvlad import NeXtVLAD
 
-    paddle.seed(0)
-    model = NeXtVLAD(3862, [2048])
     optimizer = paddle.optimizer.Adam(2e-4, parameters=model.parameters())
     rng = np.random.default_rng(0)
     features = [paddle.to_tensor(rng.standard_normal((videos, frames, 2048)).astype("float32"))]
@@ -139,10 +140,40 @@ def nextvlad_steps(rounds, videos=32, frames=300):
     return times[False], times[True]
 
 
+def attention_cluster_fc1(rounds, batches=(32, 64, 128, 256)):
+    """Seconds of Attention Cluster's first fully connected layer (32 clusters x 2048 pooled -> 1024,
+    67M weights), forward and both gradients, in float32 and as bf16 products, taken in turn:
+    {batch: (fp32 list, bf16 list)}."""
+    from core import bf16_products
+
+    rng = np.random.default_rng(0)
+    weight = paddle.to_tensor((rng.standard_normal((32 * 2048, 1024)) / 256).astype("float32"), stop_gradient=False)
+    found = {}
+    for batch in batches:
+        pooled = paddle.to_tensor(rng.standard_normal((batch, 32 * 2048)).astype("float32"), stop_gradient=False)
+
+        def step(bf16):
+            started = time.perf_counter()
+            with bf16_products.enabled(bf16):
+                out = bf16_products.linear(pooled, weight)
+            out.sum().backward()
+            pooled.clear_gradient(), weight.clear_gradient()
+            return time.perf_counter() - started
+
+        step(False), step(True)  # warm-up
+        times = {False: [], True: []}
+        for _ in range(rounds):
+            for bf16 in (False, True):
+                times[bf16].append(step(bf16))
+        found[batch] = (times[False], times[True])
+    return found
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    heap.keep_freed_memory()  # as training does on the CPU
     print(f"# {common.machine()}; paddle {paddle.__version__}; {common.load()} at start", flush=True)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((ROWS, INNER)).astype("float32")
@@ -193,10 +224,21 @@ def main():
           f"medians. If every embedding and gate-projection product ({PRODUCT_SHARE:.0%} of a step's arithmetic) "
           f"ran at the paddle.inference bf16 rate, a step would be at most {bound:.2f}x faster (Amdahl); "
           f"{common.load()} at the end")
-    fp32, bf16 = nextvlad_steps(args.rounds)
-    print(f"\nNeXtVLAD training step (32 videos x 300 frames, reference widths): float32 "
-          f"{' '.join(f'{t:.2f}' for t in fp32)} s, bf16 products {' '.join(f'{t:.2f}' for t in bf16)} s: "
-          f"{np.median(np.array(fp32) / np.array(bf16)):.2f}x; {common.load()}")
+    from sequence.models.attention_cluster import AttentionCluster
+    from sequence.models.nextvlad import NeXtVLAD
+    print()
+    for name, make, videos, frames in (("NeXtVLAD", lambda: NeXtVLAD(3862, [2048]), 32, 300),
+                                       ("Attention Cluster", lambda: AttentionCluster(3396, [2048]), 32, 100),
+                                       ("Attention Cluster", lambda: AttentionCluster(3396, [2048]), 256, 100)):
+        paddle.seed(0)
+        fp32, bf16 = training_steps(make(), args.rounds, videos, frames)
+        print(f"{name} training step ({videos} videos x {frames} frames, reference widths): float32 "
+              f"{' '.join(f'{t:.2f}' for t in fp32)} s, bf16 products {' '.join(f'{t:.2f}' for t in bf16)} s: "
+              f"{np.median(np.array(fp32) / np.array(bf16)):.2f}x; {common.load()}")
+    for batch, (fp32, bf16) in attention_cluster_fc1(args.rounds).items():
+        print(f"Attention Cluster's first fully connected layer (forward and gradients, batch {batch}): float32 "
+              f"{' '.join(f'{t * 1000:.0f}' for t in fp32)} ms, bf16 products {' '.join(f'{t * 1000:.0f}' for t in bf16)} "
+              f"ms: {np.median(np.array(fp32) / np.array(bf16)):.2f}x")
 
 
 if __name__ == "__main__":

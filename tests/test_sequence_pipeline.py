@@ -3,6 +3,8 @@ fine-tuning, several processes, and bad input."""
 import json
 import logging
 import os
+import subprocess
+import sys
 
 import numpy as np
 import paddle
@@ -207,3 +209,80 @@ def test_config_errors_list_the_valid_keys(dataset, tmp_path, capsys):
     expect_input_error(capsys, args, "unknown key TRAIN.epochs", "valid keys of TRAIN:", "epoch,")
     args = cli_args("AttentionLSTM", dataset, tmp_path) + ["-o", "SOLVER.lr=3"]
     expect_input_error(capsys, args, "unknown section 'SOLVER'", "MODEL, TRAIN, VALID, TEST, INFER")
+
+
+# 64 MB tensors made, written and freed in a fresh process, with or without a Trainer (on the CPU)
+# built first; prints the page faults of the last four.
+FRESH_PAGES = """
+import resource, sys
+sys.path.insert(0, sys.argv[3])
+import core, paddle
+if sys.argv[1] == "trainer":
+    from core.trainer import Trainer
+    Trainer(task=None, save_dir=sys.argv[2])
+def fill():
+    x = paddle.full([16 * 2**20], 1.0)
+    del x
+fill()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(4):
+    fill()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.smoke
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_training_on_the_cpu_reuses_freed_memory(tmp_path):
+    """A training step's large tensors come back on pages already faulted in (core/heap.py), not on
+    fresh ones: a 64 MB tensor is 16,384 pages, each zero-filled by the kernel on first touch."""
+    faults = {}
+    for mode in ("plain", "trainer"):
+        out = subprocess.run([sys.executable, "-c", FRESH_PAGES, mode, str(tmp_path), ROOT],
+                             capture_output=True, text=True, check=True)
+        faults[mode] = int(out.stdout.split()[-1])
+    assert faults["plain"] > 4 * 16000, faults  # glibc maps and unmaps every such block
+    assert faults["trainer"] < 1000, faults
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("optimizer", ["RMSProp", "Adam", "Momentum"])
+def test_the_update_in_shares_equals_one_optimizer(optimizer):
+    """On the CPU the parameters are updated in shares on several cores at once (core/parallel_update.py):
+    the same parameters after three steps, bit for bit, with L2 on some of them, and one state dict that
+    either kind resumes from."""
+    from core.config import load_config
+    from core.trainer import build_optimizer, portable_optimizer_state
+    from videotag.models import default_config_path, make_task
+
+    overrides = TINY["AttentionLSTM"] + ["MODEL.num_classes=6", "MODEL.feature_dims=[16]", "MODEL.drop_rate=0",
+                                         f"TRAIN.optimizer={optimizer}", "TRAIN.weight_decay=0.01"]
+    task = make_task("AttentionLSTM", load_config(default_config_path("AttentionLSTM"), overrides))
+    rng = np.random.default_rng(0)
+    features = paddle.to_tensor(rng.standard_normal((4, 5, 16)).astype("float32"))
+    mask = paddle.to_tensor((np.arange(5)[None, :] < np.array([5, 3, 4, 2])[:, None]).astype("float32"))
+
+    def train(shares, steps, start=None):
+        """Parameters and portable optimizer state after `steps` steps (from `start`'s, when given)."""
+        paddle.seed(0)
+        model = task.build_model()
+        model.train()
+        optimizer = build_optimizer(task.cfg.TRAIN, model, shares=shares)
+        if start:
+            model.set_state_dict(start[0])
+            optimizer.set_state_dict(portable_optimizer_state(start[1], model, to_portable=False))
+        for _ in range(steps):
+            model([features], mask).pow(2).mean().backward()
+            optimizer.step()
+            optimizer.clear_grad()
+        assert len(getattr(optimizer, "optimizers", [optimizer])) == shares
+        return {k: p.numpy() for k, p in model.named_parameters()}, portable_optimizer_state(optimizer.state_dict(), model)
+
+    def same(a, b):
+        return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+    one, two = train(1, 3), train(2, 3)
+    assert same(one[0], two[0]) and same({k: v.numpy() for k, v in one[1].items()}, {k: v.numpy() for k, v in two[1].items()})
+    # a checkpoint of either kind resumed by the other: the step it would have taken
+    assert same(train(2, 1, start=train(1, 2))[0], one[0])
+    assert same(train(1, 1, start=train(2, 2))[0], one[0])
