@@ -1,4 +1,4 @@
-"""The optimizer's update of AttentionLSTM's parameters (the shipped model: 72M, 3396 classes) with one
+"""The optimizer's update of AttentionLSTM's parameters (the shipped model: 64M, 3396 classes) with one
 optimizer and in shares on several cores at once (core/parallel_update.py), in interleaved rounds.
 
     .venv/bin/python bench/optimizer_update.py [--rounds 10] [--optimizer RMSProp Momentum Adam]

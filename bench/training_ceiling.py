@@ -11,7 +11,7 @@ The ceiling of a batch (7,000-7,300 real frames of 150-300 each, 2048-d, batch 3
   (forward, weight and input gradients), the recurrent products of every step at the number of
   videos still running (forward and input gradient), the recurrent weights' gradient, attention
   pooling and the three fully connected layers (forward, both gradients);
-- the optimizer's update of the model's 72M parameters (centered RMSProp), timed alone;
+- the optimizer's update of the model's 64M parameters (centered RMSProp), timed alone;
 - gate arithmetic, the cell, softmax, dropout, the loss: counted as free.
 Also printed: the same arithmetic at the CPU's float32 peak (cores x GHz x 64 FLOP per cycle:
 two AVX-512 FMA units of 16 lanes), the hardware's bound for any program.
