@@ -132,7 +132,12 @@ def training_steps(model, rounds, videos, frames):
         optimizer.clear_grad()
         return time.perf_counter() - started
 
-    step(False), step(True)  # warm-up
+    return in_turn(step, rounds)
+
+
+def in_turn(step, rounds):
+    """step(bf16) -> seconds, in float32 and bf16 in turn after one untimed of each: (fp32 list, bf16 list)."""
+    step(False), step(True)
     times = {False: [], True: []}
     for _ in range(rounds):
         for bf16 in (False, True):
@@ -160,12 +165,7 @@ def attention_cluster_fc1(rounds, batches=(32, 64, 128, 256)):
             pooled.clear_gradient(), weight.clear_gradient()
             return time.perf_counter() - started
 
-        step(False), step(True)  # warm-up
-        times = {False: [], True: []}
-        for _ in range(rounds):
-            for bf16 in (False, True):
-                times[bf16].append(step(bf16))
-        found[batch] = (times[False], times[True])
+        found[batch] = in_turn(step, rounds)
     return found
 
 
