@@ -13,6 +13,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -44,7 +45,6 @@ def main():
     args = parser.parse_args()
     if args.child:
         return child(args.child == "kept", args.list, args.amp)
-    import tempfile
     from bench.heads_training import write_features
     with tempfile.TemporaryDirectory() as folder:
         list_path = write_features(folder, args.videos, (150, 300))
