@@ -23,6 +23,11 @@ warnings.filterwarnings("ignore", message="When training, we now always track gl
 
 import h5py  # noqa: E402,F401  (before paddle: see above)
 
+
+def cpu_threads():
+    """The CPU threads Paddle's math runs on: OMP_NUM_THREADS (one per core unless the user set it)."""
+    return int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
+
 PADDLE_OMP_NOTICE = ("WARNING: OMP_NUM_THREADS set to", "PLEASE USE OMP_NUM_THREADS WISELY.")
 
 

@@ -20,6 +20,7 @@ import warnings
 
 import paddle
 
+from . import cpu_threads
 from .log import without_native_lines
 
 # CPU features (/proc/cpuinfo flags) that make a precision worth running: oneDNN has bf16 and
@@ -104,7 +105,7 @@ def _runner(ndim, transpose_x, transpose_y):
                 config.enable_mkldnn()
                 config.enable_mkldnn_bfloat16()
                 config.set_mkldnn_cache_capacity(8)  # shapes change every batch: keep the last few, not all
-                config.set_cpu_math_library_num_threads(_threads())
+                config.set_cpu_math_library_num_threads(cpu_threads())
                 config.disable_glog_info()
                 _runners[key] = paddle.inference.create_predictor(config)
     return _runners[key]
@@ -114,15 +115,11 @@ def _contiguous(tensor):
     return tensor.contiguous() if hasattr(tensor, "is_contiguous") and not tensor.is_contiguous() else tensor
 
 
-def _threads():
-    return int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
-
-
 def _product(x, y, transpose_x=False, transpose_y=False):
     out = _runner(x.ndim, transpose_x, transpose_y).run([_contiguous(x), _contiguous(y)])[0]
     # A predictor's run leaves the process's math library on fewer threads: eager ops after it
     # ran on one core of two (measured) until this is said again.
-    paddle.base.core.set_num_threads(_threads())
+    paddle.base.core.set_num_threads(cpu_threads())
     return out
 
 

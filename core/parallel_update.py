@@ -8,11 +8,12 @@ Adam's kernel already uses every core: it stays one optimizer. Each parameter go
 the same kernel as before, so results are bit for bit those of one optimizer, and the state of all
 shares is one dict keyed by parameter, as one optimizer's (checkpoints do not change).
 """
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import paddle
+
+from . import cpu_threads
 
 MAX_SHARES = 8
 
@@ -21,7 +22,7 @@ def default_shares():
     """One share per CPU thread on the CPU (at most MAX_SHARES); one on a GPU, whose kernels are asynchronous."""
     if not paddle.device.get_device().startswith("cpu"):
         return 1
-    return max(1, min(MAX_SHARES, int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)))
+    return max(1, min(MAX_SHARES, cpu_threads()))
 
 
 def split(parameters, shares):

@@ -150,18 +150,17 @@ def build_optimizer(train_cfg, model, shares=None):
     shares: optimizers over parts of the parameters, stepped on that many cores at once (None: one
     per CPU thread on the CPU for RMSProp and Momentum, whose kernels use one core; core/parallel_update.py)."""
     name = train_cfg["optimizer"]
-    if name not in ("RMSProp", "Adam", "Momentum"):
-        raise InputError(f"TRAIN.optimizer '{name}' is not one of RMSProp, Adam, Momentum")
     parameters, decay = parameter_groups(train_cfg, model)
     common = dict(learning_rate=scaled_learning_rate(train_cfg),
                   weight_decay=paddle.regularizer.L2Decay(decay) if decay else None)
-    if name == "RMSProp":  # centered, with fluid's defaults, as VideoTag trained
-        make = functools.partial(paddle.optimizer.RMSProp, rho=0.95, epsilon=1e-6, centered=True, **common)
-    elif name == "Adam":
-        make = functools.partial(paddle.optimizer.Adam, **common)
-    else:
-        make = functools.partial(paddle.optimizer.Momentum, momentum=train_cfg.get("momentum", 0.9),
-                                 use_nesterov=bool(train_cfg.get("nesterov", False)), **common)
+    makers = {  # RMSProp: centered, with fluid's defaults, as VideoTag trained
+        "RMSProp": functools.partial(paddle.optimizer.RMSProp, rho=0.95, epsilon=1e-6, centered=True, **common),
+        "Adam": functools.partial(paddle.optimizer.Adam, **common),
+        "Momentum": functools.partial(paddle.optimizer.Momentum, momentum=train_cfg.get("momentum", 0.9),
+                                      use_nesterov=bool(train_cfg.get("nesterov", False)), **common)}
+    if name not in makers:
+        raise InputError(f"TRAIN.optimizer '{name}' is not one of {', '.join(makers)}")
+    make = makers[name]
     if shares is None:  # Adam's CPU kernel already runs on every core (in shares: 0.64x, bench/optimizer_update.py)
         shares = 1 if name == "Adam" else parallel_update.default_shares()
     parts = parallel_update.split(parameters, shares)
