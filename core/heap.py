@@ -6,7 +6,8 @@ gradient, 134 MB) start on fresh pages, and the kernel zero-fills every 4 KiB pa
 ~200,000 page faults an AttentionLSTM step. Paddle's CPU allocator hands those blocks to malloc
 whatever FLAGS_allocator_strategy says. With freed memory kept: `x + y` over 72M floats 37 ms instead
 of 122; an AttentionLSTM step 1.14x faster in float32, 1.26x with --amp; peak resident memory
-+15-35%, as freed blocks stay with the process (bench/heap.py).
++15-35%, as freed blocks stay with the process (bench/heap.py). While the heap settles (the first few
+steps) an aligned block may not fit the hole its predecessor left and still comes on fresh pages.
 """
 import ctypes
 

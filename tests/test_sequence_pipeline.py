@@ -212,7 +212,7 @@ def test_config_errors_list_the_valid_keys(dataset, tmp_path, capsys):
 
 
 # 64 MB tensors made, written and freed in a fresh process, with or without a Trainer (on the CPU)
-# built first; prints the page faults of the last four.
+# built first; prints the page faults of the last 32, once 8 have settled the heap.
 FRESH_PAGES = """
 import resource, sys
 sys.path.insert(0, sys.argv[3])
@@ -223,9 +223,10 @@ if sys.argv[1] == "trainer":
 def fill():
     x = paddle.full([16 * 2**20], 1.0)
     del x
-fill()
+for _ in range(8):
+    fill()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(4):
+for _ in range(32):
     fill()
 print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
@@ -235,13 +236,14 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
 def test_training_on_the_cpu_reuses_freed_memory(tmp_path):
     """A training step's large tensors come back on pages already faulted in (core/heap.py), not on
-    fresh ones: a 64 MB tensor is 16,384 pages, each zero-filled by the kernel on first touch."""
+    fresh ones: a 64 MB tensor is 16,384 pages, each zero-filled by the kernel on first touch. (While the
+    heap settles, an aligned block may not fit the hole its predecessor left: the first 0-4 here.)"""
     faults = {}
     for mode in ("plain", "trainer"):
         out = subprocess.run([sys.executable, "-c", FRESH_PAGES, mode, str(tmp_path), ROOT],
                              capture_output=True, text=True, check=True)
         faults[mode] = int(out.stdout.split()[-1])
-    assert faults["plain"] > 4 * 16000, faults  # glibc maps and unmaps every such block
+    assert faults["plain"] > 32 * 16000, faults  # glibc maps and unmaps every such block
     assert faults["trainer"] < 1000, faults
 
 
