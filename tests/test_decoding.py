@@ -1,6 +1,5 @@
 """Opt-in decoding modes (INFER.resize: decoder), the int8 predictor's quiet creation, and exact frames where
 decord's seek lands on the wrong one, on real mp4s."""
-import logging
 import os
 import shutil
 import subprocess
@@ -13,7 +12,6 @@ import pytest
 
 from core.config import load_config
 from core.errors import InputError
-from core.log import log
 from extractor import cli, predictor
 from extractor.sampling import check_resize_mode, crop_frames
 from extractor.video import open_reader, read_sampled_crops
@@ -88,7 +86,7 @@ def opencv_frames(path, indices):
     return frames
 
 
-def test_sampled_frames_are_the_right_ones_where_decord_seeks_wrong(long_gop_clip):
+def test_sampled_frames_are_the_right_ones_where_decord_seeks_wrong(long_gop_clip, logs):
     """decord's fault is a race (its reading thread against its decoder), so it shows on most reads,
     not all: three tries each of plain decord and of ours, every one of ours right."""
     truth = opencv_frames(long_gop_clip, {2649, 7949})
@@ -96,17 +94,10 @@ def test_sampled_frames_are_the_right_ones_where_decord_seeks_wrong(long_gop_cli
              for _ in range(3)]
     assert not all(np.array_equal(frame, truth[2649]) for frame in plain), \
         "decord seeks right here now: the clip no longer shows the fault"
-    lines = []  # our own handler on our logger: counts each call once, whatever other tests left on the root
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = lambda record: lines.append(record.getMessage())
-    log.addHandler(handler)
-    try:
-        for _ in range(3):
-            crops, info = read_sampled_crops(long_gop_clip, 2, 90, 90)
-            assert info["indices"] == [2649, 7949]
-            assert np.array_equal(crops, crop_frames(np.stack([truth[2649], truth[7949]]), 90, 90))  # exact
-    finally:
-        log.removeHandler(handler)
-    assert 1 <= len(lines) <= 3  # one line a video whose seek went wrong, naming it
-    for line in lines:
+    for _ in range(3):
+        crops, info = read_sampled_crops(long_gop_clip, 2, 90, 90)
+        assert info["indices"] == [2649, 7949]
+        assert np.array_equal(crops, crop_frames(np.stack([truth[2649], truth[7949]]), 90, 90))  # exact
+    assert 1 <= len(logs.warnings) <= 3  # one line a video whose seek went wrong, naming it
+    for line in logs.warnings:
         assert line.startswith(f"{long_gop_clip}: the decoder (decord) landed on the wrong frame when seeking to 1 ")

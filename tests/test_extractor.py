@@ -5,7 +5,6 @@ one exported predictor are shared by the whole module."""
 import concurrent.futures
 import dataclasses
 import inspect
-import logging
 import multiprocessing
 import os
 import signal
@@ -284,24 +283,18 @@ def test_a_killed_decoding_process_costs_no_video(backbone, clips):
     assert pipeline.decoding_pool(2) is not killed and not pipeline.decoding_pool(2)._broken
 
 
-def test_decoding_stays_in_this_process_when_its_processes_cannot_start(backbone, clips, monkeypatch):
+def test_decoding_stays_in_this_process_when_its_processes_cannot_start(backbone, clips, monkeypatch, logs):
     """Workers that die on start (as in a script that runs the extractor when imported, without
     `if __name__ == "__main__":`): one warning, then every video decoded in this process."""
     expected = [r.features for r in iter_video_features(clips, dataclasses.replace(SETTINGS, num_workers=0), backbone)]
     dying = concurrent.futures.ProcessPoolExecutor(2, multiprocessing.get_context("spawn"), initializer=sys.exit)
     monkeypatch.setattr(pipeline, "decoding_pool", lambda workers: dying)
     monkeypatch.setattr(pipeline, "_processes_start", None)
-    warnings = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = lambda record: warnings.append(record.getMessage())
-    logging.getLogger("videotag").addHandler(handler)
-    try:
-        results = list(iter_video_features(clips * 2, SETTINGS, backbone))
-    finally:
-        logging.getLogger("videotag").removeHandler(handler)
+    logs.warnings.clear()  # those of the run above
+    results = list(iter_video_features(clips * 2, SETTINGS, backbone))
     assert [r.error for r in results] == [None] * 6
     assert all(np.array_equal(r.features, f) for r, f in zip(results, expected * 2))
-    assert [w for w in warnings if "decoding processes could not start" in w] == [warnings[0]]
+    assert [w for w in logs.warnings if "decoding processes could not start" in w] == [logs.warnings[0]]
     assert pipeline._processes_start is False
 
 

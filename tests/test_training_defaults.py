@@ -40,16 +40,6 @@ def run(dataset, save_dir, *overrides, resume=False):
     return [json.loads(line) for line in open(save_dir / "metrics.jsonl")]
 
 
-@pytest.fixture
-def logs():
-    lines = []
-    handler = logging.Handler()
-    handler.emit = lambda record: lines.append(record.getMessage())
-    logging.getLogger("videotag").addHandler(handler)
-    yield lines
-    logging.getLogger("videotag").removeHandler(handler)
-
-
 def test_curves_are_written_and_a_resumed_run_continues_them(dataset, tmp_path):
     first = run(dataset, tmp_path, "TRAIN.epoch=2", "TRAIN.learning_rate=0.003")
     assert [r["epoch"] for r in first] == [1, 2]
